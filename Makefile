@@ -1,0 +1,36 @@
+# The two commands a newcomer needs (see README):
+#   make lab    set up, then run the Hub on the embedded default against a local Proxmox simulator
+#   make test   set up (Python deps, PostgreSQL, Redis), start the servers, lint, type-check, test
+.PHONY: lab test setup lint typecheck pytest bench clean
+
+lab: setup
+	.venv/bin/hubctl lab $(LAB_ARGS)
+
+setup:
+	scripts/setup.sh
+
+test:
+	scripts/setup.sh --system
+	scripts/services.sh start
+	@status=0; \
+	  . .run/services.env; \
+	  $(MAKE) --no-print-directory lint typecheck pytest || status=$$?; \
+	  scripts/services.sh stop; \
+	  exit $$status
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck:
+	.venv/bin/pyright
+
+pytest:
+	CI=$${CI:-true} .venv/bin/pytest $(PYTEST_ARGS)
+
+bench: setup
+	.venv/bin/python -m benchmarks.checkpoint
+
+clean:
+	scripts/services.sh stop || true
+	rm -rf .venv .uv .run

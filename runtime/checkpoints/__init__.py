@@ -1,0 +1,1 @@
+"""Checkpoints of the Hub VM: protocol, reconcile, retention, schedule."""

@@ -1,0 +1,96 @@
+"""At most one checkpoint operation per VM at a time, across processes.
+
+With ``HUB_REDIS_URL`` the lock is a Redis lock (redis-py's ``Lock``: SET NX PX plus a token, so only
+the holder releases it), which also serialises Hubs on different machines. Its expiry bounds how
+long a killed holder can block others. Without Redis it is an ``flock`` on a file (``filelock``),
+which the kernel releases when the holder dies, even by SIGKILL.
+
+If Redis is configured but down we refuse: silently falling back to a local lock could let two
+machines snapshot the same VM at once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Generator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import filelock
+import redis
+import redis.exceptions
+
+from runtime.errors import LockBackendError, LockBusyError
+from runtime.settings import Settings
+
+
+class VmLocks(Protocol):
+    def hold(self, name: str, *, wait: float) -> AbstractContextManager[None]: ...
+
+
+class FileLocks:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @contextmanager
+    def hold(self, name: str, *, wait: float) -> Generator[None, None, None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.directory / f"{name}.lock"))
+        try:
+            lock.acquire(timeout=wait)
+        except filelock.Timeout:
+            raise LockBusyError(
+                f"another checkpoint operation holds {name}; gave up after {wait:.0f}s"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+class RedisLocks:
+    def __init__(self, url: str, *, ttl: float) -> None:
+        self.url = url
+        self.ttl = ttl
+        self._client = redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
+            url, socket_connect_timeout=5, socket_timeout=5
+        )
+
+    @contextmanager
+    def hold(self, name: str, *, wait: float) -> Generator[None, None, None]:
+        lock = self._client.lock(f"hub:lock:{name}", timeout=self.ttl, blocking_timeout=wait)
+        try:
+            acquired = lock.acquire(blocking=True)
+        except redis.exceptions.RedisError as exc:
+            raise LockBackendError(
+                f"Redis ({_safe(self.url)}) is configured for locks but unreachable: {exc}; refusing to run "
+                "without the lock"
+            ) from None
+        if not acquired:
+            raise LockBusyError(f"another checkpoint operation holds {name}; gave up after {wait:.0f}s")
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                pass  # expired while we held it: the next holder owns it now, nothing to release
+            except redis.exceptions.RedisError:
+                pass  # Redis went away; the lock expires by itself after its TTL
+
+
+def locks_for(settings: Settings) -> FileLocks | RedisLocks:
+    if settings.redis_url:
+        # Long enough to cover the longest checkpoint we allow (task bound + lock-wait budget).
+        ttl = settings.task_timeout_seconds * 2 + settings.locked_retry_seconds + 60
+        return RedisLocks(settings.redis_url, ttl=ttl)
+    return FileLocks(settings.lock_dir or Path(tempfile.gettempdir()) / "hub-locks")
+
+
+def vm_lock_name(vmid: int) -> str:
+    return f"checkpoint-vm-{vmid}"
+
+
+def _safe(url: str) -> str:
+    return url.split("@")[-1]

@@ -1,0 +1,86 @@
+"""How a Hub checkpoint is named and recognised on Proxmox.
+
+A snapshot is the Hub's only if BOTH hold: its name is ``hub-`` + 32 hex digits (valid for PVE:
+starts with a letter, 36 characters, within the 40 allowed), and its description carries the same
+uuid on a ``hub-uuid:`` line. Anything else is foreign and never modified or deleted. The
+description also carries what a Hub whose database was rolled back needs to re-import the
+checkpoint: its kind, reason and creation time.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+PREFIX = "hub-"
+_NAME = re.compile(r"^hub-([0-9a-f]{32})$")
+_PVE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_FIELD = re.compile(r"^hub-(uuid|kind|created|reason|protected): ?(.*)$", re.MULTILINE)
+HEADER = "Hub checkpoint (managed by hubctl; do not edit these lines)"
+
+
+def snapname_for(uuid: str) -> str:
+    return PREFIX + uuidlib.UUID(uuid).hex
+
+
+def is_hub_snapname(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def valid_pve_snapname(name: str) -> bool:
+    return bool(_PVE_NAME.match(name)) and len(name) <= 40 and name.lower() not in ("current", "pending")
+
+
+def describe(
+    *, uuid: str, kind: str, created_at: datetime, reason: str | None, protected: bool = False
+) -> str:
+    lines = [
+        HEADER,
+        f"hub-uuid: {uuid}",
+        f"hub-kind: {kind}",
+        f"hub-created: {created_at.astimezone(UTC).isoformat()}",
+    ]
+    if reason:
+        # One line: the description is line-oriented and an operator's text must not forge a field.
+        lines.append("hub-reason: " + " ".join(reason.split())[:500])
+    if protected:
+        lines.append("hub-protected: yes")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    uuid: str
+    kind: str | None
+    created_at: datetime | None
+    reason: str | None
+    protected: bool
+
+
+def owned(name: str, description: str) -> Ownership | None:
+    """The Hub's claim on a snapshot, or None when the snapshot is foreign."""
+    match = _NAME.match(name)
+    if not match:
+        return None
+    fields = dict(_FIELD.findall(description or ""))
+    try:
+        claimed = uuidlib.UUID(fields.get("uuid", "").strip())
+    except ValueError:
+        return None
+    if claimed.hex != match.group(1):
+        return None
+    created = None
+    if fields.get("created"):
+        try:
+            created = datetime.fromisoformat(fields["created"].strip()).astimezone(UTC)
+        except ValueError:
+            created = None
+    return Ownership(
+        uuid=str(claimed),
+        kind=(fields.get("kind") or "").strip() or None,
+        created_at=created,
+        reason=(fields.get("reason") or "").strip() or None,
+        protected=(fields.get("protected") or "").strip() == "yes",
+    )

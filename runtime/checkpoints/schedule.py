@@ -1,0 +1,117 @@
+"""When scheduled checkpoints happen: APScheduler's cron trigger, in UTC.
+
+Production defaults to ``0 0 * * *`` (daily at 00:00 UTC); other environments to ``manual`` (no
+scheduled checkpoints). The live firing is APScheduler's ``BackgroundScheduler`` with coalescing
+and one instance at a time, so a slow checkpoint never overlaps the next.
+
+Catch-up after downtime: on start, if the trigger had a fire time between the last scheduled
+checkpoint we know of and now, exactly one checkpoint runs at once, however many fire times were
+missed. The database is the memory here (not a pickled job store), because it already records every
+scheduled checkpoint and survives restarts and rollbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import cast
+
+from apscheduler.schedulers.background import BackgroundScheduler  # pyright: ignore[reportMissingTypeStubs]
+from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
+from sqlalchemy import func, select
+
+from runtime.db import Checkpoint, CheckpointKind, Database
+from runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+JOB_ID = "scheduled-checkpoint"
+
+
+def trigger_for(settings: Settings) -> CronTrigger | None:
+    expr = settings.effective_schedule
+    if expr == "manual":
+        return None
+    return CronTrigger.from_crontab(expr, timezone=UTC)  # pyright: ignore[reportUnknownMemberType]
+
+
+def next_fire(settings: Settings, *, after: datetime) -> datetime | None:
+    trigger = trigger_for(settings)
+    if trigger is None:
+        return None
+    fire = cast(datetime | None, trigger.get_next_fire_time(None, after))  # pyright: ignore[reportUnknownMemberType]
+    return fire.astimezone(UTC) if fire else None
+
+
+def last_scheduled(db: Database, vmid: int) -> datetime | None:
+    with db.session() as s:
+        return s.scalar(
+            select(func.max(Checkpoint.created_at)).where(
+                Checkpoint.vm_id == vmid, Checkpoint.kind == CheckpointKind.SCHEDULED.value
+            )
+        )
+
+
+def catch_up_due(settings: Settings, *, last: datetime | None, now: datetime) -> bool:
+    """True when a fire time passed since ``last`` without a scheduled checkpoint (one run covers all).
+
+    With no scheduled checkpoint on record there is nothing to catch up on: the first one happens at
+    the next fire time, as configured.
+    """
+    if last is None:
+        return False
+    fire = next_fire(settings, after=last)
+    return fire is not None and fire <= now
+
+
+class CheckpointScheduler:
+    """Runs ``job`` at each fire time of the checkpoint schedule, plus one catch-up run at start."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        job: Callable[[], object],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.job = job
+        self.clock = clock
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+
+    @property
+    def enabled(self) -> bool:
+        return trigger_for(self.settings) is not None
+
+    def start(self) -> bool:
+        """Start firing; returns whether a catch-up run was due (it is started in the background)."""
+        trigger = trigger_for(self.settings)
+        if trigger is None:
+            return False
+        assert self.settings.vmid is not None
+        due = catch_up_due(self.settings, last=last_scheduled(self.db, self.settings.vmid), now=self.clock())
+        self._scheduler.add_job(  # pyright: ignore[reportUnknownMemberType]
+            self._run, trigger, id=JOB_ID, coalesce=True, max_instances=1, misfire_grace_time=3600
+        )
+        if due:
+            log.info("a scheduled checkpoint was missed while the Hub was down: catching up once")
+            self._scheduler.add_job(self._run, id=JOB_ID + "-catch-up")  # pyright: ignore[reportUnknownMemberType]
+        self._scheduler.start()  # pyright: ignore[reportUnknownMemberType]
+        return due
+
+    def next_run(self) -> datetime | None:
+        job = cast(object, self._scheduler.get_job(JOB_ID))  # pyright: ignore[reportUnknownMemberType]
+        when = cast(datetime | None, getattr(job, "next_run_time", None))
+        return when.astimezone(UTC) if when else None
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)  # pyright: ignore[reportUnknownMemberType]
+
+    def _run(self) -> None:
+        try:
+            self.job()
+        except Exception:  # the scheduler must survive a failed checkpoint; the row and audit say why
+            log.exception("scheduled checkpoint failed")

@@ -1,0 +1,124 @@
+"""``hubctl``: the operator's command line (typer).
+
+Exit codes (interfaces.md): 0 done; 1 the operation failed; 2 bad usage, input or settings. An
+expected failure prints one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from runtime.checkpoints.service import CheckpointError
+from runtime.cli import checkpoint, output
+from runtime.cli.common import JsonOption, hub_from_settings
+from runtime.errors import HubError, UsageError
+
+app = typer.Typer(
+    name="hubctl",
+    help="Hub: a self-managing orchestrator for Proxmox VE.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(checkpoint.app, name="checkpoint")
+
+
+@db_app.command("upgrade")
+def db_upgrade(json_output: JsonOption = False) -> None:
+    """Apply pending migrations. Idempotent."""
+    output.set_json(json_output)
+    hub = hub_from_settings()
+    before, after = hub.db.upgrade()
+    output.emit(
+        {"from": before, "to": after, "changed": before != after},
+        f"database at revision {after}" + ("" if before != after else " (already up to date)"),
+    )
+
+
+@db_app.command("current")
+def db_current(json_output: JsonOption = False) -> None:
+    """Show the schema revision of the database and of the code."""
+    output.set_json(json_output)
+    hub = hub_from_settings()
+    current, head = hub.db.current_revision(), hub.db.head_revision()
+    output.emit(
+        {"current": current, "head": head, "up_to_date": current == head},
+        f"database {current or '(empty)'}; code {head}",
+    )
+
+
+@app.command()
+def reconcile(
+    vmid: checkpoint.VmidOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Make the database and Proxmox agree about the VM's checkpoints; report what changed."""
+    output.set_json(json_output)
+    report = hub_from_settings().reconciler.run(vmid=vmid).to_public()
+    lines = [f"reconciled VM {report['vm_id']}: {len(report['changes'])} change(s)"]
+    lines += [f"  {c['uuid']}: {c['action']} ({c['why']})" for c in report["changes"]]
+    if report["in_progress"]:
+        lines.append(f"  still in progress on Proxmox: {', '.join(report['in_progress'])}")
+    lines.append(f"  foreign snapshots left alone: {report['foreign_snapshots_ignored']}")
+    output.emit(report, "\n".join(lines))
+
+
+@app.command()
+def health(json_output: JsonOption = False) -> None:
+    """Health of the Hub: exit 0 when healthy or degraded, 1 when critical."""
+    from runtime.health import evaluate
+
+    output.set_json(json_output)
+    doc = evaluate(hub_from_settings())
+    lines = [f"{doc['status']}"] + [f"  {c['status']:<9} {c['name']}: {c['detail']}" for c in doc["checks"]]
+    output.emit(doc, "\n".join(lines))
+    if doc["status"] == "critical":
+        raise typer.Exit(1)
+
+
+def _register_optional() -> None:
+    try:
+        from runtime.cli.promote import promote
+    except ImportError:
+        return
+    app.command("promote", help="Promote stack settings from one Pulumi stack to another (dev -> prod).")(
+        promote
+    )
+
+
+_register_optional()
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    try:
+        result: Any = app(args=argv, prog_name="hubctl", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's usage errors carry exit_code 2
+        output.fail(exc.format_message())
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        output.fail("aborted")
+        return 1
+    except UsageError as exc:
+        output.fail(str(exc))
+        return 2
+    except CheckpointError as exc:
+        output.fail(str(exc), extra={"checkpoint": exc.checkpoint})
+        return 1
+    except HubError as exc:
+        output.fail(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        output.fail("interrupted")
+        return 130
+    return result if isinstance(result, int) else 0

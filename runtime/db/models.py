@@ -1,0 +1,126 @@
+"""Database tables (SQLAlchemy 2.0). The schema itself is owned by the Alembic migrations."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way in and out, also on SQLite (which stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CheckpointStatus(StrEnum):
+    CREATING = "creating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+class CheckpointKind(StrEnum):
+    MANUAL = "manual"
+    SCHEDULED = "scheduled"
+    PRE_OPERATION = "pre-operation"
+    EMERGENCY = "emergency"
+    # A Hub-owned snapshot found on Proxmox that this database had no row for (re-imported).
+    IMPORTED = "imported"
+
+
+class Checkpoint(Base):
+    __tablename__ = "hub_checkpoints"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    vm_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    node: Mapped[str] = mapped_column(String(64), nullable=False)
+    snapname: Mapped[str] = mapped_column(String(40), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    upid: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    protected: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    __table_args__ = (
+        Index("ix_hub_checkpoints_vm_status", "vm_id", "status"),
+        Index("ix_hub_checkpoints_created_at", "created_at"),
+        Index("ux_hub_checkpoints_vm_snapname", "vm_id", "snapname", unique=True),
+    )
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid,
+            "vm_id": self.vm_id,
+            "node": self.node,
+            "snapname": self.snapname,
+            "kind": self.kind,
+            "status": self.status,
+            "reason": self.reason,
+            "created_at": _iso(self.created_at),
+            "completed_at": _iso(self.completed_at),
+            "error": self.error,
+            "protected": self.protected,
+            "upid": self.upid,
+        }
+
+
+class AuditEntry(Base):
+    """Append-only: the migrations install triggers that refuse UPDATE and DELETE."""
+
+    __tablename__ = "hub_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    target: Mapped[str | None] = mapped_column(String(256))
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+    __table_args__ = (Index("ix_hub_audit_at", "at"), Index("ix_hub_audit_target", "target"))
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": _iso(self.at),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "outcome": self.outcome,
+            "details": self.details,
+        }
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -1,0 +1,142 @@
+"""The Hub's health document: what ``hubctl health`` prints and the sentinel reads.
+
+Each check is ``healthy``, ``degraded`` or ``critical``; the overall status is the worst of them.
+Critical means the Hub cannot do its job (no database, no Proxmox, its VM not running); degraded
+means it can but something needs attention (no recent checkpoint where one is scheduled, a
+checkpoint stuck mid-protocol).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from runtime.checkpoints import schedule
+from runtime.db import Checkpoint, CheckpointStatus
+from runtime.errors import HubError
+from runtime.wiring import Hub
+
+ORDER = {"healthy": 0, "degraded": 1, "critical": 2}
+# A checkpoint still 'creating' after this long is stuck (its process died): reconcile resolves it.
+STUCK_AFTER = timedelta(minutes=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+    def to_public(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+def _guard(name: str, probe: Callable[[], Check]) -> Check:
+    try:
+        return probe()
+    except HubError as exc:
+        return Check(name, "critical", str(exc))
+
+
+def evaluate(hub: Hub, *, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    checks = [_guard("database", lambda: _database(hub))]
+    if checks[0].status != "critical":
+        checks.append(_guard("checkpoints", lambda: _checkpoints(hub, now)))
+    if hub.settings.redis_url:
+        checks.append(_guard("redis", lambda: _redis(hub)))
+    if hub.settings.proxmox_url is None:
+        checks.append(Check("proxmox", "critical", "HUB_PROXMOX_URL is not set"))
+    else:
+        checks.append(_guard("proxmox", lambda: _proxmox(hub)))
+        if checks[-1].status == "healthy":
+            checks.append(_guard("hub_vm", lambda: _hub_vm(hub)))
+    worst = max((c.status for c in checks), key=ORDER.__getitem__)
+    return {"status": worst, "checks": [c.to_public() for c in checks], "at": now.isoformat()}
+
+
+def _database(hub: Hub) -> Check:
+    current = hub.db.current_revision()
+    head = hub.db.head_revision()
+    if current != head:
+        return Check(
+            "database", "critical", f"schema at {current}, code expects {head}: run hubctl db upgrade"
+        )
+    return Check("database", "healthy", f"reachable, schema {current}")
+
+
+def _checkpoints(hub: Hub, now: datetime) -> Check:
+    with hub.db.session() as s:
+        stuck = s.scalar(
+            select(func.count())
+            .select_from(Checkpoint)
+            .where(
+                Checkpoint.status == CheckpointStatus.CREATING.value,
+                Checkpoint.created_at < now - STUCK_AFTER,
+            )
+        )
+        last = s.scalar(
+            select(func.max(Checkpoint.completed_at)).where(
+                Checkpoint.status == CheckpointStatus.COMPLETED.value
+            )
+        )
+    if stuck:
+        return Check(
+            "checkpoints", "degraded", f"{stuck} checkpoint(s) stuck in 'creating': run hubctl reconcile"
+        )
+    trigger = schedule.trigger_for(hub.settings)
+    if trigger is None:
+        return Check("checkpoints", "healthy", f"manual schedule; last completed {_ago(last, now)}")
+    if last is None:
+        return Check("checkpoints", "degraded", "scheduled checkpoints, but none has completed yet")
+    due = schedule.next_fire(hub.settings, after=last)
+    # One missed fire time (plus an hour of slack for the checkpoint itself) is degraded.
+    if due is not None and now > due + timedelta(hours=1):
+        return Check(
+            "checkpoints", "degraded", f"last completed {_ago(last, now)}; one was due at {due.isoformat()}"
+        )
+    return Check("checkpoints", "healthy", f"last completed {_ago(last, now)}")
+
+
+def _redis(hub: Hub) -> Check:
+    import redis
+    from redis.exceptions import RedisError
+
+    assert hub.settings.redis_url is not None
+    try:
+        client = redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
+            hub.settings.redis_url, socket_connect_timeout=3, socket_timeout=3
+        )
+        client.ping()  # pyright: ignore[reportUnknownMemberType]
+    except RedisError as exc:
+        return Check("redis", "critical", f"unreachable: {exc}")
+    return Check("redis", "healthy", "reachable")
+
+
+def _proxmox(hub: Hub) -> Check:
+    version = hub.proxmox.version()
+    return Check("proxmox", "healthy", f"API reachable, PVE {version.get('version', '?')}")
+
+
+def _hub_vm(hub: Hub) -> Check:
+    hub.settings.require_proxmox()
+    assert hub.settings.node is not None and hub.settings.vmid is not None
+    status = hub.proxmox.vm_status(hub.settings.node, hub.settings.vmid)
+    state = status.get("status")
+    if state != "running":
+        return Check("hub_vm", "critical", f"VM {hub.settings.vmid} is {state}")
+    lock = status.get("lock")
+    if lock:
+        return Check("hub_vm", "degraded", f"VM {hub.settings.vmid} running, locked ({lock})")
+    return Check("hub_vm", "healthy", f"VM {hub.settings.vmid} running on {hub.settings.node}")
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    minutes = int((now - when).total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m ago" if minutes >= 60 else f"{minutes}m ago"

@@ -1,0 +1,325 @@
+"""A small, typed client over proxmoxer for the calls the Hub makes.
+
+Idempotency: reads are always safe to repeat. ``create_snapshot`` is retried after a transport error
+only once it has checked that the snapshot does not already exist (a lost answer must not become a
+second snapshot task); deletes treat "does not exist" as done.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import requests
+from proxmoxer import ProxmoxAPI, ResourceException  # pyright: ignore[reportMissingTypeStubs]
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    wait_exponential_jitter,
+)
+
+from runtime.proxmox.errors import (
+    ProxmoxAuthError,
+    ProxmoxBadRequest,
+    ProxmoxError,
+    ProxmoxLockedError,
+    ProxmoxNotFound,
+    ProxmoxPermissionError,
+    ProxmoxQuorumError,
+    ProxmoxServerError,
+    ProxmoxTaskFailed,
+    ProxmoxTaskTimeout,
+    ProxmoxTLSError,
+    ProxmoxUnreachable,
+)
+from runtime.settings import Settings
+
+T = TypeVar("T")
+
+# PVE's wording for a VM config lock held by someone else, in an HTTP answer or a task's exit status.
+_LOCKED = re.compile(r"can't lock file .* got timeout|VM is locked \(|is locked \(\w+\)")
+_QUORUM = re.compile(r"no quorum|cluster not ready")
+_MISSING = re.compile(r"does not exist|no such (vm|snapshot|task)|not found", re.IGNORECASE)
+
+# Task polling: ask at once (most snapshot tasks of a small VM are already done), then back off so
+# a long task costs a handful of requests rather than one per second.
+_POLL_FIRST = 0.25
+_POLL_MAX = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    name: str
+    description: str
+    snaptime: int | None
+    parent: str | None
+    vmstate: bool
+    # PVE sets snapstate ("prepare", "delete") while a snapshot task is unfinished or died half-way.
+    snapstate: str | None
+
+    @property
+    def complete(self) -> bool:
+        return self.snapstate is None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    upid: str
+    exitstatus: str
+
+
+def task_succeeded(exitstatus: str) -> bool:
+    """PVE's rule: ``OK``, or ``WARNINGS: N`` (the task did its work and logged warnings)."""
+    return exitstatus == "OK" or exitstatus.startswith("WARNINGS:")
+
+
+def upid_node(upid: str) -> str:
+    parts = upid.split(":")
+    if len(parts) < 9 or parts[0] != "UPID":
+        raise ProxmoxBadRequest(f"not a task id: {upid!r}")
+    return parts[1]
+
+
+class ProxmoxClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token_user: str,
+        token_name: str,
+        token_secret: str,
+        verify: bool | str = True,
+        timeout: float = 15.0,
+        transient_retry_seconds: float = 30.0,
+        locked_retry_seconds: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        host = base_url.removeprefix("https://").rstrip("/")
+        self._api: Any = ProxmoxAPI(
+            host,
+            user=token_user,
+            token_name=token_name,
+            token_value=token_secret,
+            verify_ssl=verify,
+            timeout=timeout,
+            service="PVE",
+        )
+        self._transient_budget = transient_retry_seconds
+        self._locked_budget = locked_retry_seconds
+        self._sleep = sleep
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProxmoxClient:
+        settings.require_proxmox()
+        user, tokenid, secret = settings.token_parts
+        verify: bool | str = True
+        if settings.proxmox_insecure:
+            verify = False
+        elif settings.proxmox_ca_bundle is not None:
+            verify = str(settings.proxmox_ca_bundle)
+        assert settings.proxmox_url is not None
+        return cls(
+            base_url=settings.proxmox_url,
+            token_user=user,
+            token_name=tokenid,
+            token_secret=secret,
+            verify=verify,
+            timeout=settings.api_timeout_seconds,
+            transient_retry_seconds=settings.transient_retry_seconds,
+            locked_retry_seconds=settings.locked_retry_seconds,
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    def version(self) -> dict[str, Any]:
+        return self._retrying(lambda: self._api.version.get())
+
+    def vm_status(self, node: str, vmid: int) -> dict[str, Any]:
+        return self._retrying(lambda: self._api.nodes(node).qemu(vmid).status.current.get())
+
+    def list_snapshots(self, node: str, vmid: int) -> list[Snapshot]:
+        """The VM's snapshots, without PVE's ``current`` pseudo-entry."""
+        rows: list[dict[str, Any]] = self._retrying(lambda: self._api.nodes(node).qemu(vmid).snapshot.get())
+        return [
+            Snapshot(
+                name=str(row["name"]),
+                description=str(row.get("description") or ""),
+                snaptime=int(row["snaptime"]) if row.get("snaptime") else None,
+                parent=row.get("parent"),
+                vmstate=bool(row.get("vmstate")),
+                snapstate=row.get("snapstate"),
+            )
+            for row in rows
+            if row.get("name") != "current"
+        ]
+
+    def task_status(self, upid: str) -> dict[str, Any]:
+        node = upid_node(upid)
+        return self._retrying(lambda: self._api.nodes(node).tasks(upid).status.get())
+
+    # ----------------------------------------------------------------- writes
+
+    def create_snapshot(
+        self, node: str, vmid: int, *, name: str, description: str, check_existing: bool = False
+    ) -> str | None:
+        """Start a snapshot task; returns its UPID, or None if the snapshot turned out to exist already
+        (a previous attempt's answer was lost in transit)."""
+        attempts = 0
+
+        def post() -> str | None:
+            nonlocal attempts
+            attempts += 1
+            if (check_existing or attempts > 1) and any(
+                s.name == name for s in self.list_snapshots(node, vmid)
+            ):
+                return None
+            return str(self._api.nodes(node).qemu(vmid).snapshot.post(snapname=name, description=description))
+
+        return self._retrying(post)
+
+    def take_snapshot(
+        self,
+        node: str,
+        vmid: int,
+        *,
+        name: str,
+        description: str,
+        timeout: float,
+        on_started: Callable[[str], None] = lambda _upid: None,
+    ) -> TaskResult | None:
+        """Create the snapshot and wait for its task. Returns None when it already existed.
+
+        A task that failed only because another task (a backup, a clone) held the VM's config lock
+        did nothing, so it is asked for again, with back-off, within the lock budget.
+        """
+
+        tries = 0
+
+        def attempt() -> TaskResult | None:
+            nonlocal tries
+            tries += 1
+            upid = self.create_snapshot(
+                node, vmid, name=name, description=description, check_existing=tries > 1
+            )
+            if upid is None:
+                return None
+            on_started(upid)
+            return self.wait_task(upid, timeout=timeout)
+
+        # Only the lock is retried here: transport faults are retried inside each request already.
+        return self._retrying(attempt, only=ProxmoxLockedError)
+
+    def delete_snapshot(self, node: str, vmid: int, *, name: str, force: bool = False) -> str | None:
+        """Start a snapshot-delete task; returns its UPID, or None when the snapshot is already gone."""
+
+        def delete() -> str | None:
+            try:
+                params = {"force": 1} if force else {}
+                return str(self._api.nodes(node).qemu(vmid).snapshot(name).delete(**params))
+            except ProxmoxNotFound:
+                return None
+
+        return self._retrying(delete)
+
+    def rollback_snapshot(self, node: str, vmid: int, *, name: str, start: bool = True) -> str:
+        return self._retrying(
+            lambda: str(self._api.nodes(node).qemu(vmid).snapshot(name).rollback.post(start=int(start)))
+        )
+
+    # ------------------------------------------------------------------ tasks
+
+    def wait_task(self, upid: str, *, timeout: float) -> TaskResult:
+        """Poll the task until it stops; raise ProxmoxTaskFailed unless it ended OK or with warnings."""
+        deadline = time.monotonic() + timeout
+        delay = _POLL_FIRST
+        while True:
+            status = self.task_status(upid)
+            if status.get("status") == "stopped":
+                exitstatus = str(status.get("exitstatus") or "unknown")
+                if task_succeeded(exitstatus):
+                    return TaskResult(upid=upid, exitstatus=exitstatus)
+                raise _task_error(upid, exitstatus)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProxmoxTaskTimeout(f"task {upid} still running after {timeout:.0f}s", upid=upid)
+            self._sleep(min(delay, remaining))
+            delay = min(delay * 2, _POLL_MAX)
+
+    # --------------------------------------------------------------- plumbing
+
+    def _retrying(self, call: Callable[[], T], *, only: type[ProxmoxError] | None = None) -> T:
+        """Run ``call`` with typed errors, retrying transient ones with jittered exponential back-off.
+
+        A held config lock gets its own, longer budget: a backup can hold it for minutes, and waiting
+        it out is what an operator would do by hand.
+        """
+
+        def out_of_budget(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            budget = self._locked_budget if isinstance(exc, ProxmoxLockedError) else self._transient_budget
+            return (state.seconds_since_start or 0.0) >= budget
+
+        retrying = Retrying(
+            retry=retry_if_exception(
+                lambda e: (
+                    isinstance(e, ProxmoxError) and e.transient and (only is None or isinstance(e, only))
+                )
+            ),
+            stop=out_of_budget,
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(lambda: _translated(call))
+
+
+def _translated(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except ResourceException as exc:
+        raise _http_error(exc) from None
+    except requests.exceptions.SSLError as exc:
+        raise ProxmoxTLSError(f"TLS verification of the Proxmox API failed: {_first_line(exc)}") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise ProxmoxUnreachable(f"Proxmox API unreachable: {_first_line(exc)}") from None
+
+
+def _http_error(exc: ResourceException) -> ProxmoxError:
+    status = int(cast(int, exc.status_code))
+    errors = cast(object, exc.errors)  # pyright: ignore[reportUnknownMemberType]
+    text = f"{exc.content or ''} {errors or ''}".strip()
+    message = f"Proxmox API answered {status}: {text}"
+    if status == 401:
+        return ProxmoxAuthError(f"Proxmox refused the API token (401): {text}", status=status)
+    if status == 403:
+        return ProxmoxPermissionError(f"Proxmox denied permission (403): {text}", status=status)
+    if status == 400:
+        return ProxmoxBadRequest(message, status=status)
+    if _QUORUM.search(text):
+        return ProxmoxQuorumError(f"the Proxmox cluster has lost quorum: {text}", status=status)
+    if _LOCKED.search(text):
+        return ProxmoxLockedError(f"the VM is locked by another task: {text}", status=status)
+    if status == 404 or _MISSING.search(text):
+        return ProxmoxNotFound(message, status=status)
+    if status == 595:
+        return ProxmoxUnreachable(f"Proxmox node unreachable (595): {text}", status=status)
+    if status >= 500:
+        return ProxmoxServerError(message, status=status)
+    return ProxmoxError(message, status=status)
+
+
+def _task_error(upid: str, exitstatus: str) -> ProxmoxError:
+    if _LOCKED.search(exitstatus):
+        return ProxmoxLockedError(f"the VM is locked by another task: {exitstatus}")
+    if _QUORUM.search(exitstatus):
+        return ProxmoxQuorumError(f"the Proxmox cluster has lost quorum: {exitstatus}")
+    return ProxmoxTaskFailed(f"Proxmox task failed: {exitstatus}", upid=upid, exitstatus=exitstatus)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]

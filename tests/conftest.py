@@ -1,0 +1,185 @@
+"""Shared fixtures: a schema-validating Proxmox API (fakepve) on loopback over verified TLS, real
+PostgreSQL and Redis servers (started by the test command), and a way to run the real ``hubctl``.
+
+fakepve is AGPL: it is used here as a fixture only (its pytest plugin serves it from a thread on
+127.0.0.1 with a certificate our client verifies), never imported by ``runtime``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.settings import Settings, load_settings
+from runtime.wiring import Hub
+
+REPO = Path(__file__).resolve().parent.parent
+HUBCTL = [sys.executable, "-m", "runtime"]
+NODE = "pve1"
+HUB_VMID = 100
+TOKEN_ID = "hub@pve!hub"
+
+
+def _need(var: str) -> str:
+    """A server URL from the test command; skipped when run by hand without it, an error in CI."""
+    value = os.environ.get(var)
+    if value:
+        return value
+    if os.environ.get("CI"):
+        pytest.fail(f"{var} is not set: the test command (make test) starts the server and sets it")
+    pytest.skip(f"{var} not set (run the suite with `make test` to get a real server)")
+
+
+@pytest.fixture
+def pve(fakepve: Any) -> Any:
+    """The fake cluster with the Hub VM (100, running, disk on thin LVM so it can snapshot) and our token."""
+    fakepve.apitokens[TOKEN_ID] = TOKEN_SECRET
+    fakepve.add_vm(
+        HUB_VMID,
+        "hub",
+        node=NODE,
+        status="running",
+        config={"scsi0": "local-lvm:vm-100-disk-0,size=50G", "cores": 4, "memory": 8192, "agent": "1"},
+    )
+    return fakepve
+
+
+TOKEN_SECRET = str(uuid.UUID(int=0x5EC12E7))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database on the real PostgreSQL server, dropped afterwards."""
+    import psycopg
+
+    base = _need("HUB_TEST_POSTGRES_URL")
+    name = "hub_test_" + secrets.token_hex(6)
+    admin = base.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database on the real server, flushed before and after."""
+    import redis
+
+    url = _need("HUB_TEST_REDIS_URL")
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@dataclass
+class HubEnv:
+    """The HUB_* environment of one Hub under test, usable in-process and by a real hubctl process."""
+
+    values: dict[str, str]
+    tmp: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(self.values)
+        env.update(overrides)
+        env["PYTHONPATH"] = str(REPO)
+        return env
+
+    def settings(self, **overrides: Any) -> Settings:
+        old = {k: os.environ.get(k) for k in self.values}
+        os.environ.update(self.values)
+        try:
+            return load_settings(**overrides)
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def hub(self, **overrides: Any) -> Hub:
+        return Hub(settings=self.settings(**overrides), actor="test")
+
+    def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*HUBCTL, *args], env=self.env(**env), capture_output=True, text=True, timeout=timeout, cwd=self.tmp
+        )
+
+    def spawn(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*HUBCTL, *args], env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=self.tmp,
+        )
+
+
+def make_env(pve: Any, cafile: str, tmp: Path, database_url: str, **extra: str) -> HubEnv:
+    values = {
+        "HUB_ENVIRONMENT": "development",
+        "HUB_DATABASE_URL": database_url,
+        "HUB_PROXMOX_URL": pve.url,
+        "HUB_PROXMOX_API_TOKEN": f"{TOKEN_ID}={TOKEN_SECRET}",
+        "HUB_PROXMOX_CA_BUNDLE": cafile,
+        "HUB_NODE": NODE,
+        "HUB_VMID": str(HUB_VMID),
+        "HUB_LOCK_DIR": str(tmp / "locks"),
+        # Keep failure tests quick; each test that needs longer budgets says so.
+        "HUB_TRANSIENT_RETRY_SECONDS": "3",
+        "HUB_LOCKED_RETRY_SECONDS": "3",
+        "HUB_TASK_TIMEOUT_SECONDS": "30",
+        "HUB_LOCK_WAIT_SECONDS": "10",
+    }
+    values.update(extra)
+    return HubEnv(values=values, tmp=tmp)
+
+
+@pytest.fixture
+def hubenv(pve: Any, fakepve_cafile: str, tmp_path: Path, database_url: str) -> HubEnv:
+    """A Hub on SQLite and on PostgreSQL (parametrised), talking to the fake cluster."""
+    env = make_env(pve, fakepve_cafile, tmp_path, database_url)
+    env.hub().db.upgrade()
+    return env
+
+
+@pytest.fixture
+def sqlite_hubenv(pve: Any, fakepve_cafile: str, tmp_path: Path, sqlite_url: str) -> HubEnv:
+    env = make_env(pve, fakepve_cafile, tmp_path, sqlite_url)
+    env.hub().db.upgrade()
+    return env
+
+
+def hub_snapshots(pve: Any, vmid: int = HUB_VMID) -> dict[str, dict[str, Any]]:
+    return {name: snap for name, snap in pve.vm(vmid).snapshots.items() if name.startswith("hub-")}
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got: {stderr!r}"
+    assert "Traceback" not in stderr
+    return lines[0]

@@ -1,0 +1,188 @@
+"""Run the real `__main__.py` under Pulumi mocks with a stack's own config file.
+
+Each run gets a fresh event loop and fresh runtime settings (`reset_options` + `set_mocks`), so
+several programs can be evaluated in one pytest process without leaking resources or the root stack
+between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import runpy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.stack import run_pulumi_func
+
+REPO = Path(__file__).resolve().parents[2]
+MAIN = REPO / "__main__.py"
+# What an operator sets with `pulumi config set --secret`; never committed to the stack files.
+OPERATOR_SECRETS = {"hub:proxmoxApiToken": "root@pam!pulumi=00000000-0000-0000-0000-000000000000"}
+TOKEN_SECRET = "11111111-2222-3333-4444-555555555555"
+
+
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+@dataclass
+class Resource:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    secret_inputs: set[str] = field(default_factory=set[str])
+    protect: bool = False
+    retain_on_delete: bool = False
+    parent: str = ""  # the parent's URN
+
+
+def _unwrap(value: Any) -> tuple[Any, bool]:
+    """Strip Pulumi's secret envelopes; report whether any were found."""
+    if isinstance(value, dict):
+        if value.get("4dabf18193072939515e22adb298388d") == _SECRET_SIG:
+            inner, _ = _unwrap(value["value"])
+            return inner, True
+        out: dict[str, Any] = {}
+        secret = False
+        for k, v in value.items():
+            out[k], s = _unwrap(v)
+            secret = secret or s
+        return out, secret
+    if isinstance(value, list):
+        pairs = [_unwrap(v) for v in value]
+        return [p[0] for p in pairs], any(p[1] for p in pairs)
+    return value, False
+
+
+@dataclass
+class Run:
+    resources: list[Resource]
+    outputs: dict[str, Any]
+    errors: list[str]
+    exit_code: int | None
+    secret_outputs: set[str] = field(default_factory=set[str])
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name_part: str = "") -> Resource:
+        found = [r for r in self.of_type(type_) if name_part in r.name]
+        assert len(found) == 1, f"expected one {type_} matching {name_part!r}, got {[r.name for r in found]}"
+        return found[0]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[Resource] = []
+        self.options: dict[tuple[str, str], tuple[bool, bool, str]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs: dict[str, Any] = {}
+        secret_inputs: set[str] = set()
+        for key, value in args.inputs.items():
+            inputs[key], secret = _unwrap(value)
+            if secret:
+                secret_inputs.add(key)
+        self.resources.append(Resource(args.typ, args.name, inputs, secret_inputs))
+        outputs = dict(inputs)
+        if args.typ == "proxmoxve:index/vmLegacy:VmLegacy":
+            outputs["ipv4Addresses"] = [["127.0.0.1"], ["10.20.0.10"]]
+        if args.typ == "proxmoxve:user/token:Token":
+            outputs["value"] = TOKEN_SECRET
+            return f"{inputs['userId']}!{inputs['tokenName']}", outputs
+        if args.typ == "proxmoxve:index/fileLegacy:FileLegacy":
+            raw = inputs.get("sourceRaw", {})
+            return f"{inputs.get('datastoreId')}:snippets/{raw.get('fileName')}", outputs
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class RecordingMonitor(MockMonitor):
+    """Also records the resource options the mocks cannot see (protect, retainOnDelete, parent)."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        # Registrations run concurrently on executor threads: key by (type, name), not by order.
+        self.recording.options[(request.type, request.name)] = (
+            bool(request.protect),
+            bool(request.retainOnDelete),
+            request.parent,
+        )
+        return super().RegisterResource(request)
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    document = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
+    return dict(document["config"])
+
+
+def run_program(
+    stack: str,
+    *,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+    secrets: Mapping[str, str] = OPERATOR_SECRETS,
+) -> Run:
+    """Evaluate __main__.py for `stack`; `edit` may change the parsed stack config first."""
+    config = copy.deepcopy(stack_config(stack))
+    if edit is not None:
+        edit(config)
+    wire = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    wire.update(secrets)
+
+    mocks = RecordingMocks()
+    logger = logging.getLogger(f"hub-infra-test-{stack}")
+    logger.propagate = False
+    capture = _Capture()
+    logger.handlers = [capture]
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    runtime_settings.reset_options(project="hub", stack=stack)
+    pulumi.runtime.set_mocks(
+        mocks, project="hub", stack=stack, preview=False, logger=logger, monitor=RecordingMonitor(mocks)
+    )
+    pulumi.runtime.set_all_config(wire, secret_keys=list(secrets))
+
+    exit_code: int | None = None
+    outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+    try:
+        loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(MAIN), run_name="__main__")))
+        root = runtime_settings.get_root_resource()
+        exported: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
+        for key, value in exported.items():
+            out = pulumi.Output.from_input(value)
+            outputs[key] = loop.run_until_complete(out.future())
+            if loop.run_until_complete(out.is_secret()):
+                secret_outputs.add(key)
+    except SystemExit as exc:
+        exit_code = int(exc.code or 0)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+        runtime_settings.reset_options()
+    for res in mocks.resources:
+        res.protect, res.retain_on_delete, res.parent = mocks.options[(res.type, res.name)]
+    return Run(mocks.resources, outputs, capture.messages, exit_code, secret_outputs)

@@ -1,0 +1,147 @@
+"""Stack config validation: each error is one message naming the key; the program stops at once."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from hubinfra.config import SCHEMA_PATH, ConfigError, parse_stack_config, render_json_schema
+from tests.infra.harness import run_program, stack_config
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Edit:
+    """Edit `hub:<top>.<nested>...` in a parsed stack config."""
+
+    def edit(config: dict[str, Any]) -> None:
+        top, *rest = path.split(".")
+        key = f"hub:{top}"
+        if not rest:
+            config[key] = value
+            return
+        node = config[key]
+        for part in rest[:-1]:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[rest[-1]] = value
+
+    return edit
+
+
+def _delete(key: str) -> Edit:
+    def edit(config: dict[str, Any]) -> None:
+        del config[f"hub:{key}"]
+
+    return edit
+
+
+def _hub_config(stack: str, edit: Edit) -> dict[str, Any]:
+    config = copy.deepcopy(stack_config(stack))
+    edit(config)
+    return {k.removeprefix("hub:"): v for k, v in config.items() if k.startswith("hub:")}
+
+
+CASES: list[tuple[str, str, Edit, str]] = [
+    ("dev", "cores", _set("hubVm.cores", 2), "hub:hubVm.cores: must be >= 4"),
+    ("dev", "memory", _set("hubVm.memoryMib", 4096), "hub:hubVm.memoryMib: must be >= 8192"),
+    ("dev", "disk", _set("hubVm.diskGb", 20), "hub:hubVm.diskGb: must be >= 50"),
+    ("dev", "unknown top key", _set("colour", "blue"), "hub:colour: unknown key"),
+    ("dev", "unknown nested key", _set("hubVm.cpus", 4), "hub:hubVm.cpus: unknown key"),
+    ("dev", "missing key", _delete("templateVmId"), "hub:templateVmId: required"),
+    (
+        "dev",
+        "snapshot digit",
+        _set("experiments.0.checkpoint", "1abc"),
+        "hub:experiments[0].checkpoint: snapshot",
+    ),
+    ("dev", "snapshot long", _set("experiments.0.checkpoint", "hub-" + "a" * 40), "at most 40 characters"),
+    ("dev", "snapshot reserved", _set("experiments.0.checkpoint", "current"), "'current' is reserved"),
+    ("dev", "bad cron", _set("checkpoints", {"schedule": "daily"}), "hub:checkpoints.schedule: must be"),
+    (
+        "dev",
+        "vlan clash",
+        _set("network.tasks.0.vlanTag", 110),
+        "hub:network.tasks[0].vlanTag: 110 is already used by network.management",
+    ),
+    (
+        "dev",
+        "cidr overlap",
+        _set("network.isolatedPrefix", "10.10.0.0/16"),
+        "hub:network.isolatedPrefix: 10.10.0.0/16 overlaps network.management.cidr (10.10.0.0/24)",
+    ),
+    ("dev", "bad endpoint", _set("proxmox.endpoint", "http://pve:8006"), "hub:proxmox.endpoint: must match"),
+    ("dev", "bad environment", _set("environment", "staging"), "hub:environment:"),
+    ("dev", "production hubType in dev", _set("hubType", "production"), "hub:hubType: 'production' is only"),
+    ("prod", "prod unprotected", _set("protect", False), "hub:protect: must be true for production"),
+    ("prod", "prod insecure", _set("proxmox.insecure", True), "hub:proxmox.insecure: refused for production"),
+    ("prod", "prod manual", _set("checkpoints.schedule", "manual"), "hub:checkpoints.schedule: production"),
+    (
+        "dev",
+        "duplicate experiment",
+        _set(
+            "experiments",
+            [
+                {"name": "a", "checkpoint": "hub-x", "vmId": 1150},
+                {"name": "a", "checkpoint": "hub-y", "vmId": 1151},
+            ],
+        ),
+        "hub:experiments[1].name: 'a' is already used by experiments[0]",
+    ),
+    (
+        "dev",
+        "vmId clash",
+        _set("experiments.0.vmId", 1100),
+        "hub:experiments[0].vmId: 1100 is already used by hubVm.vmId",
+    ),
+]
+
+
+@pytest.mark.parametrize(("stack", "case", "edit", "message"), CASES, ids=[c[1] for c in CASES])
+def test_each_config_error_names_its_key(stack: str, case: str, edit: Edit, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config(_hub_config(stack, edit))
+    text = str(info.value)
+    assert message.lower() in text.lower(), text
+    assert "\n" not in text, "one line"
+
+
+def test_committed_stack_files_are_valid() -> None:
+    for stack in ("dev", "prod"):
+        config = parse_stack_config(_hub_config(stack, lambda _: None))
+        assert config.environment == {"dev": "development", "prod": "production"}[stack]
+
+
+def test_program_fails_at_once_with_one_message_and_no_resources() -> None:
+    run = run_program("dev", edit=_set("hubVm.cores", 2))
+    assert run.exit_code == 1
+    assert run.errors == ["hub:hubVm.cores: must be >= 4"]
+    assert [r.type for r in run.resources] == [], "nothing may be declared"
+
+
+def test_structured_values_arrive_as_json_strings_like_the_engine_sends_them() -> None:
+    # The harness sends objects as JSON text; scalar strings must still be accepted as numbers.
+    run = run_program("dev", edit=_set("templateVmId", "9000"))
+    assert run.exit_code is None, run.errors
+
+
+def test_isolated_network_slot_collision_is_refused() -> None:
+    def two_colliding(config: dict[str, Any]) -> None:
+        config["hub:experiments"] = [
+            {"name": "a", "checkpoint": "hub-x", "vmId": 1150},
+            {"name": "b", "checkpoint": "hub-x", "vmId": 1250},  # 1250 mod 100 == 1150 mod 100
+        ]
+
+    run = run_program("dev", edit=two_colliding)
+    assert run.exit_code == 1
+    assert run.errors == [
+        "hub:experiments[1].vmId: 1250 lands on the same isolated network slot as experiments[0] "
+        "(slot = vmId mod 100); pick another vmId"
+    ]
+    assert run.resources == []
+
+
+def test_json_schema_is_up_to_date() -> None:
+    assert SCHEMA_PATH.read_text() == render_json_schema(), "run: .venv/bin/python -m hubinfra.config"

@@ -1,0 +1,272 @@
+"""The resource graph of the real program for the dev and prod stacks (Pulumi mocks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from hubinfra.cloudinit import DEPLOY_FILES, REPO_ROOT, SETTINGS_PATH, parse_user_data
+from hubinfra.privileges import FORBIDDEN_PRIVILEGES, all_privileges
+from tests.infra.harness import TOKEN_SECRET, Run
+
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
+FILE = "proxmoxve:index/fileLegacy:FileLegacy"
+ACL = "proxmoxve:index/acl:Acl"
+ROLE = "proxmoxve:index/roleLegacy:RoleLegacy"
+TOKEN = "proxmoxve:user/token:Token"
+CLONE = "proxmoxve:cloned/vm:Vm"
+GROUP = "proxmoxve:cluster/firewall/security/groupLegacy:GroupLegacy"
+RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
+OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
+IPSET = "proxmoxve:firewall/ipsetLegacy:IpsetLegacy"
+VNET = "proxmoxve:sdn/vnet:Vnet"
+
+
+def user_data(run: Run, vm_name: str) -> dict[str, Any]:
+    snippet = run.one(FILE, f"{vm_name}-user-data")
+    assert "sourceRaw" in snippet.secret_inputs, "user data carries the token: it must be a secret"
+    return parse_user_data(snippet.inputs["sourceRaw"]["data"])
+
+
+def settings_of(document: dict[str, Any]) -> dict[str, Any]:
+    files = {f["path"]: f for f in document["write_files"]}
+    assert files[SETTINGS_PATH]["permissions"] == "0600"
+    loaded: dict[str, Any] = yaml.safe_load(files[SETTINGS_PATH]["content"])
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ("stack", "cores", "memory", "disk", "protected"),
+    [("dev", 4, 8192, 50, False), ("prod", 8, 16384, 200, True)],
+)
+def test_hub_vm_sizing_and_safety_follow_the_stack(
+    request: pytest.FixtureRequest, stack: str, cores: int, memory: int, disk: int, protected: bool
+) -> None:
+    run: Run = request.getfixturevalue(stack)
+    vm = run.one(VM, "hub-hub-vm").inputs
+    assert vm["cpu"]["cores"] == cores
+    assert vm["memory"]["dedicated"] == memory
+    assert vm["disks"][0]["size"] == disk
+    assert vm["protection"] is protected
+    assert vm["onBoot"] is protected
+    assert vm["agent"]["enabled"] is True
+    assert vm["clone"] == {"vmId": 9000, "full": True, "datastoreId": vm["disks"][0]["datastoreId"]}
+    assert vm["initialization"]["userDataFileId"].endswith(f"snippets/{vm['name']}-user-data.yaml")
+    assert vm["networkDevices"][0]["firewall"] is True
+
+
+def test_dev_settings_file(dev: Run) -> None:
+    settings = settings_of(user_data(dev, "hub-hub"))
+    assert settings["environment"] == "development"
+    assert settings["checkpoint_schedule"] == "manual"
+    assert settings["vmid"] == 1100
+    assert settings["node"] == "pve-dev"
+    assert settings["hub_type"] == "development"
+    assert settings["proxmox_api_token"] == f"hub-dev@pve!hub-dev={TOKEN_SECRET}"
+    assert settings["proxmox_url"] == "https://pve-dev.example.internal:8006"
+    assert settings["database_url"].startswith("postgresql+psycopg://")
+    assert settings["params"] == {"health_interval_seconds": 30}
+
+
+def test_prod_settings_file(prod: Run) -> None:
+    settings = settings_of(user_data(prod, "hub-hub"))
+    assert settings["environment"] == "production"
+    assert settings["checkpoint_schedule"] == "0 0 * * *"
+    assert (settings["keep_last"], settings["keep_daily"], settings["keep_weekly"]) == (3, 14, 8)
+    assert settings["keep_monthly"] == 6
+    assert settings["proxmox_insecure"] is False
+    assert settings["vmid"] == 100
+    assert settings["proxmox_api_token"] == f"hub@pve!hub-prod={TOKEN_SECRET}"
+    assert "experiment" not in settings
+
+
+def test_cloud_init_installs_the_repo_deploy_files(prod: Run) -> None:
+    document = user_data(prod, "hub-hub")
+    files = {f["path"]: f["content"] for f in document["write_files"]}
+    for source, target in DEPLOY_FILES.items():
+        assert files[target] == (REPO_ROOT / source).read_text(), f"{target} must be the repo's {source}"
+    assert "qemu-guest-agent" in document["packages"]
+    assert document["runcmd"] == [["/usr/local/sbin/hub-firstboot"]]
+    firstboot = files["/usr/local/sbin/hub-firstboot"]
+    assert "systemctl enable --now hub.service" in firstboot
+    assert "git -C /opt/hub/src checkout --quiet --detach 'main'" in firstboot
+
+
+def test_token_is_privilege_separated_and_exported_only_as_secret(prod: Run) -> None:
+    token = prod.one(TOKEN, "hub-hub-access").inputs
+    assert token["privilegesSeparation"] is True
+    assert "token" in prod.secret_outputs
+    assert prod.outputs["tokenId"] == "hub@pve!hub-prod"
+    plain = {k: v for k, v in prod.outputs.items() if k not in prod.secret_outputs}
+    assert TOKEN_SECRET not in repr(plain)
+
+
+def test_outputs(prod: Run) -> None:
+    assert prod.outputs["hubVmId"] == 100
+    assert prod.outputs["node"] == "pve1"
+    assert prod.outputs["addresses"] == ["10.20.0.10"]
+    assert prod.outputs["pool"] == "hub-prod"
+    assert prod.outputs["network"]["tasks"] == ["hptask1", "hptask2"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_role_privileges_come_from_the_list_and_exclude_dangerous_ones(
+    request: pytest.FixtureRequest, stack: str
+) -> None:
+    run: Run = request.getfixturevalue(stack)
+    granted = sorted({p for role in run.of_type(ROLE) for p in role.inputs["privileges"]})
+    assert granted == all_privileges(pve_major=9)
+    for forbidden in FORBIDDEN_PRIVILEGES:
+        assert forbidden not in granted
+    assert not any(p.startswith(("Realm.", "Permissions.", "User.")) for p in granted)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_acls_are_scoped_never_root(request: pytest.FixtureRequest, stack: str) -> None:
+    run: Run = request.getfixturevalue(stack)
+    acls = [a.inputs for a in run.of_type(ACL)]
+    assert acls
+    for acl in acls:
+        path = acl["path"]
+        assert path != "/"
+        assert path.startswith(("/pool/", "/sdn/zones/", "/nodes/")), path
+    # Privilege separation: every token ACL has the same user ACL, or the token would get nothing.
+    token_grants = {(a["path"], a["roleId"]) for a in acls if "tokenId" in a}
+    user_grants = {(a["path"], a["roleId"]) for a in acls if "userId" in a}
+    assert token_grants == user_grants
+
+
+def test_hub_token_may_use_task_vnets_but_not_management(prod: Run) -> None:
+    paths = {a.inputs["path"] for a in prod.of_type(ACL) if a.inputs.get("tokenId") == "hub@pve!hub-prod"}
+    assert "/sdn/zones/hubprod/hptask1" in paths
+    assert not any(p.endswith("/hpmgmt") for p in paths)
+    assert "/pool/hub-prod" in paths
+
+
+def _rules(run: Run) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for res in run.of_type(GROUP) + run.of_type(RULES):
+        out += [dict(rule, owner=res.inputs.get("name", res.name)) for rule in res.inputs.get("rules", [])]
+    return out
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_firewall_invariants(request: pytest.FixtureRequest, stack: str) -> None:
+    run: Run = request.getfixturevalue(stack)
+    zone = "hubdev" if stack == "dev" else "hubprod"
+    mgmt, tasks = f"+{zone}-mgmt", f"+{zone}-tasks"
+    ipsets = {i.inputs["name"]: [c["name"] for c in i.inputs["cidrs"]] for i in run.of_type(IPSET)}
+    task_cidrs = set(ipsets[f"{zone}-tasks"])
+    rules = _rules(run)
+    accepts = [r for r in rules if r.get("action") == "ACCEPT"]
+    # No accept rule lets a task network in anywhere (in particular not into management).
+    for rule in accepts:
+        assert rule.get("source") not in {tasks, *task_cidrs}, rule
+    # The Hub's API and SSH are accepted only from the management network.
+    hub_accepts = [r for r in accepts if r["owner"] == f"{zone}-hub"]
+    assert {r["dport"] for r in hub_accepts} == {"443", "22"}
+    assert all(r["source"] == mgmt and r["type"] == "in" for r in hub_accepts)
+    # Task VMs: traffic to management dropped before any accept; accepts only to listed egress.
+    task_rules = [r for r in rules if r["owner"] == f"{zone}-task"]
+    assert task_rules[0] == dict(task_rules[0], type="out", action="DROP", dest=mgmt)
+    egress = {r["dest"] for r in task_rules if r.get("action") == "ACCEPT"}
+    assert egress == {"151.101.0.0/16"}
+    assert all(r["type"] == "out" for r in task_rules if r.get("action") == "ACCEPT")
+    # Default deny on every VM firewall the stack declares.
+    options = run.of_type(OPTIONS)
+    assert options
+    for opt in options:
+        assert opt.inputs["enabled"] is True
+        assert opt.inputs["inputPolicy"] == "DROP"
+
+
+def test_prod_manages_cluster_firewall_with_default_deny(prod: Run, dev: Run) -> None:
+    cluster = prod.one("proxmoxve:cluster/firewallLegacy:FirewallLegacy").inputs
+    assert cluster["enabled"] is True
+    assert cluster["inputPolicy"] == "DROP"
+    api_rule = next(r for r in _rules(prod) if r.get("dport") == "8006")
+    assert api_rule["source"] == "+hubprod-mgmt"
+    assert not dev.of_type("proxmoxve:cluster/firewallLegacy:FirewallLegacy")
+
+
+def test_vnets_are_in_the_zone_and_task_vnets_isolate_ports(prod: Run) -> None:
+    vnets = {v.inputs["resourceId"]: v.inputs for v in prod.of_type(VNET)}
+    assert set(vnets) == {"hpmgmt", "hptask1", "hptask2"}
+    assert {v["zone"] for v in vnets.values()} == {"hubprod"}
+    assert vnets["hptask1"]["isolatePorts"] is True
+    assert vnets["hpmgmt"]["tag"] == 20
+
+
+def test_experiment_clone_references_source_vm_and_snapshot(dev: Run) -> None:
+    clone = dev.one(CLONE, "faster-gate").inputs
+    assert clone["clone"]["sourceVmId"] == 1100
+    assert clone["clone"]["snapshotName"] == "hub-0123456789abcdef0123456789abcdef"
+    assert clone["clone"]["full"] is True
+    assert clone["clone"]["poolId"] == "hub-dev-exp-faster-gate"
+    assert clone["resourceId"] == "1150"
+    assert "exp-faster-gate" in clone["tags"]
+    assert "experimental" in clone["tags"]
+    isolated = dev.outputs["network"]["isolated"]["faster-gate"]
+    assert clone["network"]["net0"]["bridge"] == isolated
+    assert clone["network"]["net0"]["firewall"] is True
+    assert clone["started"] is False
+    fw = dev.one(OPTIONS, "faster-gate").inputs
+    assert (fw["vmId"], fw["outputPolicy"]) == (1150, "DROP")
+    rules = dev.one(RULES, "faster-gate").inputs["rules"]
+    assert rules == [{"securityGroup": "hubdev-task", "comment": "hub policy: hubdev-task"}]
+
+
+def test_experiment_settings_are_experimental_and_secret(dev: Run) -> None:
+    assert "experiments" in dev.secret_outputs
+    settings = yaml.safe_load(dev.outputs["experiments"]["faster-gate"]["settings"])
+    assert settings["environment"] == "experimental"
+    assert settings["experiment"] == "faster-gate"
+    assert settings["vmid"] == 1150
+    assert settings["params"] == {"health_interval_seconds": 30, "gate_timeout_seconds": 120}
+    assert settings["proxmox_api_token"].startswith("hub-dev@pve!hub-dev-exp-faster-gate=")
+    token_paths = {
+        a.inputs["path"]
+        for a in dev.of_type(ACL)
+        if a.inputs.get("tokenId") == "hub-dev@pve!hub-dev-exp-faster-gate"
+    }
+    assert token_paths == {
+        "/pool/hub-dev-exp-faster-gate",
+        f"/sdn/zones/hubdev/{dev.outputs['network']['isolated']['faster-gate']}",
+        "/nodes/pve-dev",
+    }
+
+
+def test_experiments_are_never_protected_even_in_prod() -> None:
+    from tests.infra.harness import run_program
+
+    def add_experiment(config: dict[str, Any]) -> None:
+        config["hub:experiments"] = [{"name": "alpha", "checkpoint": "hub-" + "a" * 32, "vmId": 2100}]
+
+    run = run_program("prod", edit=add_experiment)
+    assert run.exit_code is None, run.errors
+    exp = [r for r in run.resources if "alpha" in r.name and r.type.startswith("proxmoxve:")]
+    assert exp
+    assert not any(r.protect for r in exp)
+    assert run.one(CLONE, "alpha").inputs["clone"]["sourceVmId"] == 100
+
+
+def test_protection_follows_the_stack(prod: Run, dev: Run) -> None:
+    prod_vm = prod.one(VM, "hub-hub-vm")
+    assert prod_vm.protect and prod_vm.retain_on_delete
+    assert prod.one("proxmoxve:index/poolLegacy:PoolLegacy", "hub-hub-access").protect
+    assert all(r.protect for r in prod.of_type(ROLE))
+    dev_vm = dev.one(VM, "hub-hub-vm")
+    assert not dev_vm.protect and not dev_vm.retain_on_delete
+
+
+def test_children_are_parented_to_their_components(prod: Run) -> None:
+    vm = prod.one(VM, "hub-hub-vm")
+    assert vm.parent.endswith("hub:hub_vm:HubVm::hub-hub")
+    zone = prod.one("proxmoxve:sdn/zone/vlan:Vlan")
+    assert zone.parent.endswith("hub:network:HubNetwork::hub-network")
+    top = [r for r in prod.resources if r.type == "hub:stack:HubStack"]
+    assert len(top) == 1
+    orphans = [r.name for r in prod.resources if r is not top[0] and "hub:stack:HubStack" not in r.parent]
+    assert orphans == []
