@@ -114,7 +114,7 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.recording = mocks
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         # Registrations run concurrently on executor threads: key by (type, name), not by order.
         self.recording.options[(request.type, request.name)] = (
             bool(request.protect),

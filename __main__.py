@@ -1,0 +1,39 @@
+"""The Hub's Pulumi program: load the typed stack config, build the stack, export its outputs."""
+
+import sys
+
+import pulumi
+
+from hubinfra.config import ConfigError
+from hubinfra.stack import HubStack, read_stack_config
+
+try:
+    config = read_stack_config()
+    stack = HubStack("hub", config=config)
+except ConfigError as error:
+    # One line naming the key; a traceback would bury it.
+    pulumi.log.error(str(error))
+    sys.exit(1)
+
+pulumi.export("hubVmId", stack.hub.vm_id)
+pulumi.export("node", stack.hub.node)
+pulumi.export("addresses", stack.hub.ipv4_addresses)
+pulumi.export("pool", stack.grant.pool_id)
+pulumi.export("tokenId", stack.grant.token_id)
+pulumi.export("token", stack.grant.token)
+pulumi.export(
+    "network",
+    {
+        "zone": stack.network.zone_id,
+        "management": stack.network.management_vnet,
+        "tasks": stack.network.task_vnets,
+        "isolated": {name: net.vnet for name, net in stack.network.isolated.items()},
+    },
+)
+pulumi.export(
+    "experiments",
+    {name: {"vmId": exp.vm_id, "settings": exp.settings} for name, exp in stack.experiments.items()},
+)
+pulumi.export(
+    "domainHubs", {name: {"vmId": hub.vm_id, "pool": hub.pool_id} for name, hub in stack.domain_hubs.items()}
+)

@@ -1,0 +1,184 @@
+"""Cloud-init user data for a Hub VM, and the runtime settings file it writes.
+
+Pure functions (no pulumi): the components call them inside `Output.apply` because the settings
+carry the API token, which only exists once the token resource is created.
+
+The deployment files (compose, nginx, systemd) are read from `deploy/` in this repository at program
+time, so the VM runs exactly what is reviewed in the repo; there is no second copy here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hubinfra.config import CheckpointPolicy, ParamValue
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEPLOY_DIR = REPO_ROOT / "deploy"
+
+# Where things live inside the Hub VM. The runtime reads HUB_CONFIG_FILE; compose mounts these.
+ETC_DIR = "/etc/hub"
+SETTINGS_PATH = f"{ETC_DIR}/hub.yaml"
+CA_BUNDLE_PATH = f"{ETC_DIR}/proxmox-ca.pem"
+SOURCE_DIR = "/opt/hub/src"
+
+# repo-relative source -> path in the VM
+DEPLOY_FILES: dict[str, str] = {
+    "deploy/compose.yaml": f"{ETC_DIR}/compose.yaml",
+    "deploy/nginx/hub.conf": f"{ETC_DIR}/nginx/hub.conf",
+    "deploy/systemd/hub.service": "/etc/systemd/system/hub.service",
+}
+
+# The orchestrator runs with host networking and reaches PostgreSQL and Redis on loopback ports that
+# compose publishes on 127.0.0.1 only. The database password never leaves the VM: first boot
+# generates it and libpq reads it from PGPASSFILE, so the URL carries no secret.
+DATABASE_URL = "postgresql+psycopg://hub@127.0.0.1:5432/hub"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+_FIRSTBOOT = """#!/bin/sh
+# Idempotent first-boot set-up of the Hub VM; safe to re-run after a crash at any step.
+set -eu
+umask 077
+mkdir -p {etc}/secrets {etc}/tls
+if [ ! -s {etc}/secrets/postgres_password ]; then
+  openssl rand -hex 32 > {etc}/secrets/postgres_password
+fi
+printf '127.0.0.1:5432:hub:hub:%s\\n' "$(cat {etc}/secrets/postgres_password)" > {etc}/secrets/pgpass
+# compose mounts the CA bundle unconditionally; an empty file is ignored when no bundle is configured.
+[ -e {etc}/proxmox-ca.pem ] || : > {etc}/proxmox-ca.pem
+if [ ! -s {etc}/tls/hub.key ]; then
+  # Self-signed until an operator installs a real certificate at the same paths.
+  openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=$(hostname -f)" \\
+    -keyout {etc}/tls/hub.key -out {etc}/tls/hub.crt
+fi
+if [ ! -d {src}/.git ]; then
+  git clone --quiet {repo} {src}
+fi
+git -C {src} fetch --quiet origin
+git -C {src} checkout --quiet --detach {ref}
+printf 'HUB_SOURCE_DIR=%s\\nHUB_ETC=%s\\n' {src} {etc} > {etc}/compose.env
+systemctl daemon-reload
+systemctl enable --now qemu-guest-agent
+systemctl enable --now hub.service
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """The runtime's settings file (HUB_CONFIG_FILE), lowercase keys as the runtime reads them."""
+
+    environment: str
+    proxmox_url: str
+    proxmox_api_token: str
+    proxmox_insecure: bool
+    node: str
+    vmid: int
+    checkpoints: CheckpointPolicy
+    hub_type: str
+    hub_label: str
+    proxmox_ca_bundle: str | None = None
+    experiment: str | None = None
+    params: Mapping[str, ParamValue] = field(default_factory=lambda: dict[str, ParamValue]())
+
+    def as_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "environment": self.environment,
+            "database_url": DATABASE_URL,
+            "redis_url": REDIS_URL,
+            "proxmox_url": self.proxmox_url.rstrip("/"),
+            "proxmox_api_token": self.proxmox_api_token,
+            "proxmox_insecure": self.proxmox_insecure,
+            "node": self.node,
+            "vmid": self.vmid,
+            "checkpoint_schedule": self.checkpoints.schedule,
+            "keep_last": self.checkpoints.keep_last,
+            "keep_hourly": self.checkpoints.keep_hourly,
+            "keep_daily": self.checkpoints.keep_daily,
+            "keep_weekly": self.checkpoints.keep_weekly,
+            "keep_monthly": self.checkpoints.keep_monthly,
+            "hub_type": self.hub_type,
+            "hub_label": self.hub_label,
+            "params": dict(self.params),
+        }
+        if self.proxmox_ca_bundle is not None:
+            doc["proxmox_ca_bundle"] = self.proxmox_ca_bundle
+        if self.experiment is not None:
+            doc["experiment"] = self.experiment
+        return doc
+
+    def render(self) -> str:
+        return yaml.safe_dump(self.as_dict(), sort_keys=False)
+
+
+def token_string(*, user_id: str, token_name: str, value: str) -> str:
+    """`user@realm!tokenid=secret`, whether the provider returned the full form or the bare secret."""
+    if "=" in value and "!" in value.split("=", 1)[0]:
+        return value
+    return f"{user_id}!{token_name}={value}"
+
+
+def read_deploy_files(deploy_dir: Path = DEPLOY_DIR) -> dict[str, str]:
+    """The real deployment files from the repo, keyed by their path in the VM."""
+    repo = deploy_dir.parent
+    return {target: (repo / source).read_text() for source, target in DEPLOY_FILES.items()}
+
+
+def render_user_data(
+    *,
+    hostname: str,
+    settings: RuntimeSettings,
+    repo_url: str,
+    ref: str,
+    ssh_keys: list[str],
+    deploy_files: Mapping[str, str],
+    ca_bundle_pem: str | None = None,
+) -> str:
+    """The `#cloud-config` document: packages, the settings file, the deploy files, first boot."""
+    files: list[dict[str, Any]] = [
+        {"path": SETTINGS_PATH, "permissions": "0600", "owner": "root:root", "content": settings.render()},
+        *(
+            {"path": path, "permissions": "0644", "owner": "root:root", "content": content}
+            for path, content in sorted(deploy_files.items())
+        ),
+        {
+            "path": "/usr/local/sbin/hub-firstboot",
+            "permissions": "0755",
+            "owner": "root:root",
+            "content": _FIRSTBOOT.format(
+                etc=ETC_DIR, src=SOURCE_DIR, repo=_sh_quote(repo_url), ref=_sh_quote(ref)
+            ),
+        },
+    ]
+    if ca_bundle_pem is not None:
+        files.append(
+            {"path": CA_BUNDLE_PATH, "permissions": "0644", "owner": "root:root", "content": ca_bundle_pem}
+        )
+    document: dict[str, Any] = {
+        "hostname": hostname,
+        "manage_etc_hosts": True,
+        "timezone": "UTC",
+        "package_update": True,
+        "packages": ["qemu-guest-agent", "docker.io", "docker-compose-v2", "git", "openssl"],
+        "write_files": files,
+        "runcmd": [["/usr/local/sbin/hub-firstboot"]],
+    }
+    if ssh_keys:
+        document["ssh_authorized_keys"] = list(ssh_keys)
+    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
+
+
+def parse_user_data(text: str) -> dict[str, Any]:
+    """Inverse of render_user_data, for tests and for operators inspecting a rendered snippet."""
+    if not text.startswith("#cloud-config\n"):
+        raise ValueError("not a #cloud-config document")
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"

@@ -1,0 +1,414 @@
+"""The stack config: one typed model for everything under the `hub:` namespace.
+
+Keys are camelCase, as Pulumi's own providers spell theirs (`hub:hubVm`, `hub:templateVmId`).
+Unknown keys are rejected, and any error becomes ONE message naming the key the operator must fix
+(`hub:hubVm.cores: must be >= 4`). This module does not import pulumi: `hubctl promote` validates
+a promoted config with it inside the Hub VM, where the infra extra is not installed.
+
+Regenerate the editor schema with `python -m hubinfra.config` (a test checks it is up to date).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "hub"
+SCHEMA_PATH = Path(__file__).with_name("stack-config.schema.json")
+
+# Design minimums for the Hub VM (PostgreSQL + Redis + nginx + orchestrator, and room for snapshots).
+MIN_CORES = 4
+MIN_MEMORY_MIB = 8192
+MIN_DISK_GB = 50
+
+# Keys that are read as Pulumi secrets (`pulumi config set --secret ...`) and never enter the model.
+SECRET_KEYS: frozenset[str] = frozenset({"proxmoxApiToken"})
+
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_RESERVED_SNAPSHOT_NAMES = frozenset({"current", "pending"})
+_SDN_ID = re.compile(r"[a-z][a-z0-9]{0,7}")
+_HUB_NAME = re.compile(r"[a-z][a-z0-9-]{0,20}[a-z0-9]|[a-z]")
+_CRON_FIELD = re.compile(r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*")
+
+Environment = Literal["development", "production"]
+HubType = Literal["production", "development", "client", "project", "geographic"]
+DomainHubType = Literal["client", "project", "geographic"]
+ParamValue = str | int | float | bool
+VmId = Annotated[int, Field(ge=100, le=999_999_999)]
+VlanTag = Annotated[int, Field(ge=1, le=4094)]
+SdnId = Annotated[str, Field(pattern=_SDN_ID.pattern, description="PVE SDN id: lowercase, <= 8 chars")]
+HubName = Annotated[str, Field(pattern=f"^(?:{_HUB_NAME.pattern})$")]
+
+
+class ConfigError(ValueError):
+    """A stack config problem, already phrased as `hub:<key>: <what is wrong>`."""
+
+
+def validate_snapshot_name(name: str) -> str:
+    """PVE's snapshot name rule; shared with the runtime's view of checkpoint names."""
+    if len(name) > 40:
+        raise ValueError("snapshot names are at most 40 characters")
+    if not _SNAPSHOT_NAME.fullmatch(name):
+        raise ValueError("snapshot names match [A-Za-z][A-Za-z0-9_-]*")
+    if name in _RESERVED_SNAPSHOT_NAMES:
+        raise ValueError(f"'{name}' is reserved by Proxmox")
+    return name
+
+
+def validate_schedule(value: str) -> str:
+    """`manual` or a 5-field cron expression (evaluated in UTC by the runtime)."""
+    if value == "manual":
+        return value
+    fields = value.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+        raise ValueError("must be 'manual' or a 5-field cron expression such as '0 0 * * *'")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, validate_default=True
+    )
+
+
+class SshAccess(_Model):
+    """How the provider reaches the node over SSH to upload cloud-init snippets."""
+
+    username: str = "root"
+    agent: bool = True
+
+
+class ProxmoxEndpoint(_Model):
+    endpoint: Annotated[str, Field(pattern=r"^https://[^/\s]+(:\d+)?/?$")]
+    insecure: bool = False
+    ca_bundle_pem: str | None = Field(
+        default=None, description="PEM written into the Hub VM to verify the API (proxmox_ca_bundle)"
+    )
+    pve_major: Literal[8, 9] = 9
+    ssh: SshAccess = SshAccess()
+
+
+class Sizing(_Model):
+    cores: Annotated[int, Field(ge=MIN_CORES)] = MIN_CORES
+    memory_mib: Annotated[int, Field(ge=MIN_MEMORY_MIB)] = MIN_MEMORY_MIB
+    disk_gb: Annotated[int, Field(ge=MIN_DISK_GB)] = MIN_DISK_GB
+
+
+class HubVmConfig(Sizing):
+    vm_id: VmId
+    name: HubName
+    ipv4_address: str = Field(default="dhcp", description="'dhcp' or a CIDR address on the management net")
+    ssh_keys: list[str] = Field(default_factory=lambda: list[str]())
+
+    @field_validator("ipv4_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value != "dhcp":
+            ipaddress.ip_interface(value)
+        return value
+
+
+class Vnet(_Model):
+    vnet: SdnId
+    vlan_tag: VlanTag
+    cidr: str
+    gateway: str | None = None
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return str(ipaddress.ip_network(value))
+
+    @model_validator(mode="after")
+    def _gateway_inside(self) -> Self:
+        if self.gateway is not None and ipaddress.ip_address(self.gateway) not in ipaddress.ip_network(
+            self.cidr
+        ):
+            raise ValueError("gateway must lie inside cidr")
+        return self
+
+
+class EgressEndpoint(_Model):
+    """One destination task VMs may reach; everything else is dropped."""
+
+    cidr: str
+    proto: Literal["tcp", "udp"] = "tcp"
+    ports: str = Field(default="443", pattern=r"^\d+([:,]\d+)*$")
+    comment: str = ""
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return str(ipaddress.ip_network(value))
+
+
+class VlanRange(_Model):
+    start: VlanTag
+    end: VlanTag
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end < self.start:
+            raise ValueError("end must be >= start")
+        return self
+
+
+class NetworkConfig(_Model):
+    zone: SdnId
+    bridge: str = "vmbr0"
+    management: Vnet
+    tasks: Annotated[list[Vnet], Field(min_length=1)]
+    isolated_vlans: VlanRange = Field(description="VLAN tags for experiment and domain hub vnets")
+    isolated_prefix: str = Field(
+        default="10.200.0.0/16", description="carved into a /24 per experiment or domain hub"
+    )
+    allowed_egress: list[EgressEndpoint] = Field(default_factory=lambda: list[EgressEndpoint]())
+    manage_cluster_firewall: bool = Field(
+        default=False, description="enable the cluster firewall (a cluster-wide singleton: one stack only)"
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Self:
+        named = [("network.management", self.management)]
+        named += [(f"network.tasks[{i}]", t) for i, t in enumerate(self.tasks)]
+        seen_ids: dict[str, str] = {}
+        seen_tags: dict[int, str] = {}
+        for where, net in named:
+            if net.vnet in seen_ids:
+                raise _KeyError(f"{where}.vnet", f"'{net.vnet}' is already used by {seen_ids[net.vnet]}")
+            seen_ids[net.vnet] = where
+            if net.vlan_tag in seen_tags:
+                raise _KeyError(
+                    f"{where}.vlanTag", f"{net.vlan_tag} is already used by {seen_tags[net.vlan_tag]}"
+                )
+            seen_tags[net.vlan_tag] = where
+            if self.isolated_vlans.start <= net.vlan_tag <= self.isolated_vlans.end:
+                raise _KeyError(f"{where}.vlanTag", "lies inside network.isolatedVlans")
+        cidrs = [(f"{where}.cidr", ipaddress.ip_network(net.cidr)) for where, net in named]
+        cidrs.append(("network.isolatedPrefix", ipaddress.ip_network(self.isolated_prefix)))
+        for i, (where, a) in enumerate(cidrs):
+            for other, b in cidrs[:i]:
+                if a.overlaps(b):
+                    raise _KeyError(where, f"{a} overlaps {other} ({b})")
+        return self
+
+
+class PoolConfig(_Model):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,30}$")]
+    comment: str = "Hub resources (managed by Pulumi)"
+
+
+class Quotas(_Model):
+    """Limits on everything this stack declares (the Hub VM, domain hubs, experiments)."""
+
+    cores: Annotated[int, Field(ge=1)]
+    memory_mib: Annotated[int, Field(ge=1)]
+    disk_gb: Annotated[int, Field(ge=1)]
+    vms: Annotated[int, Field(ge=1)]
+
+
+class CheckpointPolicy(_Model):
+    schedule: str = "manual"
+    keep_last: Annotated[int, Field(ge=0)] = 0
+    keep_hourly: Annotated[int, Field(ge=0)] = 0
+    keep_daily: Annotated[int, Field(ge=0)] = 0
+    keep_weekly: Annotated[int, Field(ge=0)] = 0
+    keep_monthly: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        return validate_schedule(value)
+
+
+class RuntimeConfig(_Model):
+    """What the Hub VM installs and the knobs the runtime reads as `params`."""
+
+    repo_url: Annotated[str, Field(pattern=r"^(https://|git@)\S+$")]
+    ref: Annotated[str, Field(min_length=1)]
+    params: dict[str, ParamValue] = Field(default_factory=lambda: dict[str, ParamValue]())
+
+
+class Experiment(_Model):
+    name: HubName
+    checkpoint: str = Field(description="the Hub snapshot to clone from (hub- + 32 hex)")
+    params: dict[str, ParamValue] = Field(default_factory=lambda: dict[str, ParamValue]())
+    vm_id: VmId
+    source_vm_id: VmId | None = Field(default=None, description="defaults to hub:hubVm.vmId")
+    cores: Annotated[int, Field(ge=MIN_CORES)] | None = None
+    memory_mib: Annotated[int, Field(ge=MIN_MEMORY_MIB)] | None = None
+    start: bool = Field(
+        default=False,
+        description="start the clone; it boots with the source's settings until its own are delivered",
+    )
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, value: str) -> str:
+        return validate_snapshot_name(value)
+
+
+class DomainHub(Sizing):
+    name: HubName
+    type: DomainHubType
+    label: Annotated[str, Field(min_length=1)]
+    vm_id: VmId
+    params: dict[str, ParamValue] = Field(default_factory=lambda: dict[str, ParamValue]())
+
+
+class StackConfig(_Model):
+    environment: Environment
+    proxmox: ProxmoxEndpoint
+    node: Annotated[str, Field(min_length=1)]
+    nodes: list[str] | None = Field(default=None, description="SDN zone nodes; defaults to [node]")
+    template_vm_id: VmId
+    datastore: Annotated[str, Field(min_length=1)]
+    snippets_datastore: str = "local"
+    user_id: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9._-]*@pve$")] = "hub@pve"
+    protect: bool = False
+    hub_vm: HubVmConfig
+    hub_type: HubType
+    hub_label: Annotated[str, Field(min_length=1)]
+    network: NetworkConfig
+    pool: PoolConfig
+    quotas: Quotas
+    checkpoints: CheckpointPolicy = CheckpointPolicy()
+    runtime: RuntimeConfig
+    experiments: list[Experiment] = Field(default_factory=lambda: list[Experiment]())
+    domain_hubs: list[DomainHub] = Field(default_factory=lambda: list[DomainHub]())
+
+    @model_validator(mode="after")
+    def _environment_rules(self) -> Self:
+        if self.environment == "production":
+            if not self.protect:
+                raise _KeyError("protect", "must be true for production")
+            if self.proxmox.insecure:
+                raise _KeyError("proxmox.insecure", "refused for production")
+            if self.checkpoints.schedule == "manual":
+                raise _KeyError("checkpoints.schedule", "production needs a schedule, e.g. '0 0 * * *'")
+            if self.hub_type != "production":
+                raise _KeyError("hubType", "must be 'production' in the production environment")
+        elif self.hub_type == "production":
+            raise _KeyError("hubType", "'production' is only valid in the production environment")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_hubs(self) -> Self:
+        names: dict[str, str] = {}
+        vm_ids: dict[int, str] = {self.hub_vm.vm_id: "hubVm.vmId", self.template_vm_id: "templateVmId"}
+        items: list[tuple[str, Experiment | DomainHub]] = [
+            *((f"experiments[{i}]", e) for i, e in enumerate(self.experiments)),
+            *((f"domainHubs[{i}]", d) for i, d in enumerate(self.domain_hubs)),
+        ]
+        for where, item in items:
+            if item.name in names:
+                raise _KeyError(f"{where}.name", f"'{item.name}' is already used by {names[item.name]}")
+            names[item.name] = where
+            if item.vm_id in vm_ids:
+                raise _KeyError(f"{where}.vmId", f"{item.vm_id} is already used by {vm_ids[item.vm_id]}")
+            vm_ids[item.vm_id] = f"{where}.vmId"
+        return self
+
+    @property
+    def zone_nodes(self) -> list[str]:
+        return self.nodes or [self.node]
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+class _KeyError(ValueError):
+    """Raised inside model validators to name a key other than the validator's location."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _format_error(error: Mapping[str, Any]) -> str:
+    loc = _format_location(tuple(error["loc"]))
+    ctx: Mapping[str, Any] = error.get("ctx") or {}
+    exc = ctx.get("error")
+    if isinstance(exc, _KeyError):
+        return f"{NAMESPACE}:{exc.key}: {exc.message}"
+    kind = error["type"]
+    messages = {
+        "greater_than_equal": f"must be >= {ctx.get('ge')}",
+        "less_than_equal": f"must be <= {ctx.get('le')}",
+        "extra_forbidden": "unknown key",
+        "missing": "required",
+        "string_pattern_mismatch": f"must match {ctx.get('pattern')}",
+        "too_short": f"needs at least {ctx.get('min_length')} item(s)",
+    }
+    message = messages.get(kind)
+    if message is None:
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if message[:1].isupper() and not message[1:2].isupper():
+            message = message[0].lower() + message[1:]
+    return f"{NAMESPACE}:{loc}: {message}" if loc else f"{NAMESPACE}: {message}"
+
+
+def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
+    """Validate the `hub:` keys (without the namespace prefix). Raises ConfigError with one message."""
+    data = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
+    try:
+        return StackConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc.errors()[0])) from None
+
+
+def decode_config_value(value: Any) -> Any:
+    """Pulumi hands structured config to programs as JSON text; scalars stay strings for pydantic."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def config_from_stack_file(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The `hub:` keys of a parsed `Pulumi.<stack>.yaml` document, without the namespace prefix."""
+    config: Mapping[str, Any] = document.get("config") or {}
+    prefix = f"{NAMESPACE}:"
+    return {k.removeprefix(prefix): v for k, v in config.items() if k.startswith(prefix)}
+
+
+def json_schema() -> dict[str, Any]:
+    """The editor schema: the model's JSON schema, with keys as written in the stack file."""
+    schema = StackConfig.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Hub stack config (keys under the `hub:` namespace, without the prefix)"
+    return schema
+
+
+def render_json_schema() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    SCHEMA_PATH.write_text(render_json_schema())
+    print(f"wrote {SCHEMA_PATH}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""HubVm: a Hub VM cloned from the template, configured by cloud-init.
+
+The user data (which carries the runtime's settings file and therefore the API token) is uploaded as
+a snippet over the provider's SSH connection and stays a Pulumi secret end to end. Safety options
+follow the stack: production VMs are protected (in Pulumi and in Proxmox) and start on boot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+from pulumi_proxmoxve import (
+    FileLegacySourceRawArgs,
+    VmLegacyAgentArgs,
+    VmLegacyCloneArgs,
+    VmLegacyCpuArgs,
+    VmLegacyDiskArgs,
+    VmLegacyInitializationArgs,
+    VmLegacyInitializationIpConfigArgs,
+    VmLegacyInitializationIpConfigIpv4Args,
+    VmLegacyMemoryArgs,
+    VmLegacyNetworkDeviceArgs,
+    VmLegacyOperatingSystemArgs,
+    VmLegacyStartupArgs,
+)
+
+from hubinfra.cloudinit import CA_BUNDLE_PATH, RuntimeSettings, render_user_data
+from hubinfra.config import CheckpointPolicy, ParamValue, StackConfig
+
+
+@dataclass(frozen=True, slots=True)
+class HubVmSpec:
+    """What differs between the main Hub and a domain hub."""
+
+    name: str
+    vm_id: int
+    cores: int
+    memory_mib: int
+    disk_gb: int
+    hub_type: str
+    hub_label: str
+    checkpoints: CheckpointPolicy
+    params: Mapping[str, ParamValue]
+    tags: Sequence[str]
+    ipv4_address: str = "dhcp"
+    gateway: str | None = None
+
+
+class HubVm(pulumi.ComponentResource):
+    vm_id: pulumi.Output[int]
+    node: pulumi.Output[str]
+    ipv4_addresses: pulumi.Output[list[str]]
+    user_data: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        spec: HubVmSpec,
+        config: StackConfig,
+        pool_id: pulumi.Input[str],
+        token: pulumi.Output[str],
+        bridge: str,
+        deploy_files: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("hub:hub_vm:HubVm", name, None, opts)
+        production = config.is_production
+        proxmox = config.proxmox
+
+        def user_data_for(token_value: str) -> str:
+            settings = RuntimeSettings(
+                environment=config.environment,
+                proxmox_url=proxmox.endpoint,
+                proxmox_api_token=token_value,
+                proxmox_insecure=proxmox.insecure,
+                proxmox_ca_bundle=CA_BUNDLE_PATH if proxmox.ca_bundle_pem else None,
+                node=config.node,
+                vmid=spec.vm_id,
+                checkpoints=spec.checkpoints,
+                hub_type=spec.hub_type,
+                hub_label=spec.hub_label,
+                params={**config.runtime.params, **spec.params},
+            )
+            return render_user_data(
+                hostname=spec.name,
+                settings=settings,
+                repo_url=config.runtime.repo_url,
+                ref=config.runtime.ref,
+                ssh_keys=list(config.hub_vm.ssh_keys),
+                deploy_files=deploy_files,
+                ca_bundle_pem=proxmox.ca_bundle_pem,
+            )
+
+        self.user_data = pulumi.Output.secret(token.apply(user_data_for))
+        snippet = proxmoxve.FileLegacy(
+            f"{name}-user-data",
+            node_name=config.node,
+            datastore_id=config.snippets_datastore,
+            content_type="snippets",
+            source_raw=FileLegacySourceRawArgs(data=self.user_data, file_name=f"{spec.name}-user-data.yaml"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        ipv4 = VmLegacyInitializationIpConfigIpv4Args(address=spec.ipv4_address, gateway=spec.gateway)
+        vm = proxmoxve.VmLegacy(
+            f"{name}-vm",
+            name=spec.name,
+            node_name=config.node,
+            vm_id=spec.vm_id,
+            pool_id=pool_id,
+            description=f"Hub ({spec.hub_type}: {spec.hub_label}), managed by Pulumi stack "
+            f"{pulumi.get_stack()}",
+            tags=sorted({"hub", config.environment, *spec.tags}),
+            clone=VmLegacyCloneArgs(vm_id=config.template_vm_id, full=True, datastore_id=config.datastore),
+            agent=VmLegacyAgentArgs(enabled=True, trim=True),
+            cpu=VmLegacyCpuArgs(cores=spec.cores, sockets=1, type="host"),
+            memory=VmLegacyMemoryArgs(dedicated=spec.memory_mib),
+            scsi_hardware="virtio-scsi-single",
+            disks=[
+                VmLegacyDiskArgs(
+                    interface="scsi0",
+                    datastore_id=config.datastore,
+                    size=spec.disk_gb,
+                    discard="on",
+                    iothread=True,
+                    ssd=True,
+                )
+            ],
+            network_devices=[VmLegacyNetworkDeviceArgs(bridge=bridge, model="virtio", firewall=True)],
+            operating_system=VmLegacyOperatingSystemArgs(type="l26"),
+            initialization=VmLegacyInitializationArgs(
+                datastore_id=config.datastore,
+                ip_configs=[VmLegacyInitializationIpConfigArgs(ipv4=ipv4)],
+                user_data_file_id=snippet.id,
+            ),
+            on_boot=production,
+            protection=production,
+            started=True,
+            startup=VmLegacyStartupArgs(order=1, up_delay=30) if production else None,
+            # A Hub must never be force-stopped mid-checkpoint on destroy: shut it down cleanly.
+            stop_on_destroy=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=production,
+                retain_on_delete=production,
+            ),
+        )
+        self.vm = vm
+        self.vm_id = vm.vm_id
+        self.node = vm.node_name
+        self.ipv4_addresses = vm.ipv4_addresses.apply(
+            lambda groups: [a for group in (groups or []) for a in group if a and a != "127.0.0.1"]
+        )
+        self.register_outputs({"vm_id": self.vm_id, "node": self.node, "ipv4_addresses": self.ipv4_addresses})

@@ -1,0 +1,313 @@
+"""HubNetwork: the management vnet, the isolated task vnets, and the firewall that keeps them apart.
+
+Design choice: Proxmox SDN (one VLAN zone on an existing bridge, one vnet per network) rather than
+Linux VLAN interfaces. SDN objects are cluster-wide and declared through the API, so every node sees
+the same networks without editing /etc/network/interfaces (which would need Sys.Modify and a reload
+per node), and each vnet has its own ACL path (`/sdn/zones/<zone>/<vnet>`) so the Hub's token gets
+SDN.Use on exactly the vnets it attaches task VMs to, never on the management vnet.
+
+Firewall (default policy DROP everywhere the stack decides it):
+- ipsets `<zone>-mgmt`, `<zone>-tasks` (task vnets and every isolated hub vnet), `<zone>-egress`;
+- security group `<zone>-hub` for Hub VMs: the API (443) and SSH only from management; anything from a
+  task network dropped first;
+- security group `<zone>-task` for task VMs and experiment clones: anything to management dropped
+  first, then only the listed egress endpoints accepted;
+- with `manageClusterFirewall`, the cluster firewall is enabled with input DROP and the Proxmox API
+  (8006) is opened to the management network only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+from pulumi_proxmoxve.cluster.firewall.security import GroupLegacyRuleArgs
+from pulumi_proxmoxve.firewall import IpsetLegacyCidrArgs, RulesLegacyRuleArgs
+
+from hubinfra.config import ConfigError, NetworkConfig, StackConfig, Vnet
+
+PROXMOX_API_PORT = "8006"
+
+
+@dataclass(frozen=True, slots=True)
+class IsolatedNet:
+    """The vnet of one experiment or domain hub, derived from its vmId so it never moves."""
+
+    owner: str
+    vnet: str
+    vlan_tag: int
+    cidr: str
+    gateway: str
+
+
+def _base36(value: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        value, rest = divmod(value, 36)
+        out = digits[rest] + out
+        if value == 0:
+            return out
+
+
+def isolated_nets(config: StackConfig) -> dict[str, IsolatedNet]:
+    """Allocate a vnet id, VLAN tag and /24 for each experiment and domain hub.
+
+    The slot is the hub's vmId modulo the room available, so adding or removing a hub never moves
+    another one's network (which would replace it). A collision is a config error naming both hubs.
+    """
+    net = config.network
+    prefix = ipaddress.ip_network(net.isolated_prefix)
+    subnets_available = 2 ** max(0, 24 - prefix.prefixlen) if prefix.prefixlen <= 24 else 0
+    if subnets_available == 0:
+        raise ConfigError("hub:network.isolatedPrefix: must be /24 or larger")
+    room = min(net.isolated_vlans.end - net.isolated_vlans.start + 1, subnets_available)
+    owners = [(f"experiments[{i}]", e.name, e.vm_id) for i, e in enumerate(config.experiments)]
+    owners += [(f"domainHubs[{i}]", d.name, d.vm_id) for i, d in enumerate(config.domain_hubs)]
+    taken: dict[int, str] = {}
+    out: dict[str, IsolatedNet] = {}
+    for where, name, vm_id in owners:
+        slot = vm_id % room
+        if slot in taken:
+            raise ConfigError(
+                f"hub:{where}.vmId: {vm_id} lands on the same isolated network slot as {taken[slot]} "
+                f"(slot = vmId mod {room}); pick another vmId"
+            )
+        taken[slot] = where
+        subnet = list(prefix.subnets(new_prefix=24))[slot] if prefix.prefixlen < 24 else prefix
+        out[name] = IsolatedNet(
+            owner=name,
+            vnet=f"x{_base36(vm_id)}",
+            vlan_tag=net.isolated_vlans.start + slot,
+            cidr=str(subnet),
+            gateway=str(subnet.network_address + 1),
+        )
+    return out
+
+
+def _short(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:6]
+
+
+class HubNetwork(pulumi.ComponentResource):
+    """The SDN zone and vnets, ipsets, security groups and (optionally) the cluster firewall."""
+
+    zone_id: pulumi.Output[str]
+    management_vnet: str
+    task_vnets: list[str]
+    isolated: dict[str, IsolatedNet]
+    hub_group: str
+    task_group: str
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: NetworkConfig,
+        nodes: Sequence[str],
+        isolated: dict[str, IsolatedNet],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("hub:network:HubNetwork", name, None, opts)
+        self._zone = config.zone
+        child = pulumi.ResourceOptions(parent=self)
+        zone_id = config.zone
+        zone = proxmoxve.sdn.zone.Vlan(
+            f"{name}-zone", resource_id=zone_id, bridge=config.bridge, nodes=list(nodes), opts=child
+        )
+        vnets: list[pulumi.Resource] = []
+
+        def declare(vnet: Vnet | IsolatedNet, alias: str, *, isolate_ports: bool) -> proxmoxve.sdn.Vnet:
+            resource = proxmoxve.sdn.Vnet(
+                f"{name}-vnet-{vnet.vnet}",
+                resource_id=vnet.vnet,
+                zone=zone.resource_id,
+                tag=vnet.vlan_tag,
+                alias=alias[:256],
+                # On task and isolated vnets guests cannot talk to each other directly either.
+                isolate_ports=isolate_ports,
+                opts=child,
+            )
+            subnet = proxmoxve.sdn.Subnet(
+                f"{name}-subnet-{vnet.vnet}",
+                vnet=resource.resource_id,
+                cidr=vnet.cidr,
+                gateway=vnet.gateway,
+                # No SNAT: task traffic leaves only through the firewall's listed egress.
+                snat=False,
+                opts=child,
+            )
+            vnets.extend([resource, subnet])
+            return resource
+
+        declare(config.management, "hub management", isolate_ports=False)
+        for task in config.tasks:
+            declare(task, "hub task network (isolated)", isolate_ports=True)
+        for net in isolated.values():
+            declare(net, f"hub isolated network for {net.owner}", isolate_ports=True)
+        # SDN changes are pending until applied; apply once after every vnet and subnet.
+        proxmoxve.sdn.Applier(f"{name}-apply", opts=pulumi.ResourceOptions(parent=self, depends_on=vnets))
+
+        mgmt_set, task_set, egress_set = f"{zone_id}-mgmt", f"{zone_id}-tasks", f"{zone_id}-egress"
+        task_cidrs = [t.cidr for t in config.tasks] + [n.cidr for n in isolated.values()]
+        ipsets = [
+            proxmoxve.firewall.IpsetLegacy(
+                f"{name}-ipset-{set_name}",
+                name=set_name,
+                comment=comment,
+                cidrs=[IpsetLegacyCidrArgs(name=cidr) for cidr in cidrs],
+                opts=child,
+            )
+            for set_name, cidrs, comment in (
+                (mgmt_set, [config.management.cidr], "Hub management network"),
+                (task_set, task_cidrs, "Hub task and isolated hub networks"),
+                (egress_set, [e.cidr for e in config.allowed_egress], "endpoints task VMs may reach"),
+            )
+            if cidrs
+        ]
+        after_ipsets = pulumi.ResourceOptions(parent=self, depends_on=list(ipsets))
+        self.hub_group = f"{zone_id}-hub"
+        self.task_group = f"{zone_id}-task"
+        proxmoxve.cluster.firewall.security.GroupLegacy(
+            f"{name}-group-hub",
+            name=self.hub_group,
+            comment="Hub VMs: API and SSH from management only",
+            rules=hub_group_rules(mgmt_set=mgmt_set, task_set=task_set),
+            opts=after_ipsets,
+        )
+        proxmoxve.cluster.firewall.security.GroupLegacy(
+            f"{name}-group-task",
+            name=self.task_group,
+            comment="Task VMs and experiment clones: no management, listed egress only",
+            rules=task_group_rules(mgmt_set=mgmt_set, config=config),
+            opts=after_ipsets,
+        )
+        if config.manage_cluster_firewall:
+            proxmoxve.cluster.FirewallLegacy(
+                f"{name}-cluster-firewall",
+                enabled=True,
+                input_policy="DROP",
+                output_policy="ACCEPT",
+                opts=after_ipsets,
+            )
+            proxmoxve.firewall.RulesLegacy(
+                f"{name}-cluster-rules",
+                rules=[
+                    RulesLegacyRuleArgs(
+                        type="in",
+                        action="ACCEPT",
+                        proto="tcp",
+                        dport=PROXMOX_API_PORT,
+                        source=f"+{mgmt_set}",
+                        comment="Proxmox API for the Hub (management network only)",
+                    ),
+                    RulesLegacyRuleArgs(
+                        type="in",
+                        action="DROP",
+                        source=f"+{task_set}",
+                        comment="task networks never reach the hosts",
+                        log="info",
+                    ),
+                ],
+                opts=after_ipsets,
+            )
+
+        self.zone_id = zone.resource_id
+        self.management_vnet = config.management.vnet
+        self.task_vnets = [t.vnet for t in config.tasks]
+        self.isolated = isolated
+        self.register_outputs(
+            {
+                "zone_id": self.zone_id,
+                "management_vnet": self.management_vnet,
+                "task_vnets": self.task_vnets,
+                "isolated_vnets": {k: v.vnet for k, v in isolated.items()},
+            }
+        )
+
+    def vnet_path(self, vnet: str) -> str:
+        """The ACL path for SDN.Use on one vnet."""
+        return f"/sdn/zones/{self._zone}/{vnet}"
+
+    def vm_firewall(
+        self,
+        name: str,
+        *,
+        vm: pulumi.Resource,
+        vm_id: int,
+        node: str,
+        group: str,
+        outbound: str,
+        parent: pulumi.Resource,
+    ) -> None:
+        """Per-VM firewall: enabled, default DROP inbound, and the given security group."""
+        opts = pulumi.ResourceOptions(parent=parent, depends_on=[vm])
+        proxmoxve.firewall.OptionsLegacy(
+            f"{name}-fw-options",
+            node_name=node,
+            vm_id=vm_id,
+            enabled=True,
+            input_policy="DROP",
+            output_policy=outbound,
+            dhcp=True,
+            ipfilter=True,
+            macfilter=True,
+            opts=opts,
+        )
+        proxmoxve.firewall.RulesLegacy(
+            f"{name}-fw-rules",
+            node_name=node,
+            vm_id=vm_id,
+            rules=[RulesLegacyRuleArgs(security_group=group, comment=f"hub policy: {group}")],
+            opts=opts,
+        )
+
+
+def hub_group_rules(*, mgmt_set: str, task_set: str) -> list[GroupLegacyRuleArgs]:
+    return [
+        GroupLegacyRuleArgs(
+            type="in",
+            action="DROP",
+            source=f"+{task_set}",
+            comment="task networks never reach a Hub",
+            log="info",
+        ),
+        GroupLegacyRuleArgs(
+            type="in",
+            action="ACCEPT",
+            proto="tcp",
+            dport="443",
+            source=f"+{mgmt_set}",
+            comment="Hub API (nginx)",
+        ),
+        GroupLegacyRuleArgs(
+            type="in", action="ACCEPT", proto="tcp", dport="22", source=f"+{mgmt_set}", comment="operator SSH"
+        ),
+    ]
+
+
+def task_group_rules(*, mgmt_set: str, config: NetworkConfig) -> list[GroupLegacyRuleArgs]:
+    rules = [
+        GroupLegacyRuleArgs(
+            type="out", action="DROP", dest=f"+{mgmt_set}", comment="no route to management", log="info"
+        ),
+        GroupLegacyRuleArgs(
+            type="in", action="DROP", source=f"+{mgmt_set}", comment="management does not enter task VMs"
+        ),
+    ]
+    rules += [
+        GroupLegacyRuleArgs(
+            type="out",
+            action="ACCEPT",
+            proto=endpoint.proto,
+            dport=endpoint.ports,
+            dest=endpoint.cidr,
+            comment=endpoint.comment or f"allowed egress {_short(endpoint.cidr)}",
+        )
+        for endpoint in config.allowed_egress
+    ]
+    return rules

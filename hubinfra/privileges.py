@@ -1,0 +1,116 @@
+"""The Hub's Proxmox privileges: the single list, with the reason for each.
+
+This module is the source of truth for what the Hub may do on Proxmox VE. `hubinfra.access` builds
+the roles from it, and the runtime's tests can import it to check that every API call the Hub makes
+is covered. It must not import pulumi: the runtime (inside the Hub VM) has no infra extra.
+
+Privileges are grouped by the ACL path they are granted on, so that no privilege is granted wider
+than it needs: VM and datastore work on the Hub's pool (`/pool/<id>`, inherited by its members),
+network attachment on the SDN zone (`/sdn/zones/<zone>`), task and node status on the node
+(`/nodes/<node>`). Nothing is ever granted on `/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    """Where a privilege is granted. Each scope becomes one role and one ACL path."""
+
+    POOL = "pool"
+    SDN_ZONE = "sdn-zone"
+    NODE = "node"
+
+
+@dataclass(frozen=True, slots=True)
+class Privilege:
+    name: str
+    scope: Scope
+    reason: str
+
+
+HUB_PRIVILEGES: tuple[Privilege, ...] = (
+    # -- VM lifecycle, on the pool ------------------------------------------------------------
+    Privilege("VM.Allocate", Scope.POOL, "create and remove task VMs and experiment clones in the pool"),
+    Privilege("VM.Audit", Scope.POOL, "read VM config, status and snapshot lists"),
+    Privilege("VM.Clone", Scope.POOL, "clone a checkpoint snapshot into an experimental hub or task VM"),
+    Privilege("VM.Config.CDROM", Scope.POOL, "attach or eject the cloud-init/ISO drive of task VMs"),
+    Privilege("VM.Config.CPU", Scope.POOL, "size task VMs"),
+    Privilege("VM.Config.Cloudinit", Scope.POOL, "give task VMs and clones their own cloud-init settings"),
+    Privilege("VM.Config.Disk", Scope.POOL, "add and resize task VM disks"),
+    Privilege("VM.Config.HWType", Scope.POOL, "set machine/SCSI controller type on task VMs"),
+    Privilege("VM.Config.Memory", Scope.POOL, "size task VMs"),
+    Privilege("VM.Config.Network", Scope.POOL, "attach task VMs to task vnets and set their firewall flag"),
+    Privilege("VM.Config.Options", Scope.POOL, "name, tag and describe VMs (checkpoint metadata)"),
+    Privilege("VM.PowerMgmt", Scope.POOL, "start, stop and reboot VMs (recovery ladder, task VMs)"),
+    Privilege("VM.Snapshot", Scope.POOL, "create and delete checkpoint snapshots (also allows rollback)"),
+    Privilege(
+        "VM.Snapshot.Rollback",
+        Scope.POOL,
+        "roll back to a checkpoint; listed explicitly so intent survives if VM.Snapshot is dropped",
+    ),
+    # -- storage, on the pool (the datastore is a pool member) ------------------------------------
+    Privilege("Datastore.AllocateSpace", Scope.POOL, "allocate disks for clones, snapshots and task VMs"),
+    Privilege("Datastore.Audit", Scope.POOL, "check free space before cloning or snapshotting"),
+    Privilege("Pool.Audit", Scope.POOL, "list the pool's members (the Hub's inventory)"),
+    # -- network, on the SDN zone ---------------------------------------------------------------
+    Privilege("SDN.Use", Scope.SDN_ZONE, "attach VMs to the Hub's vnets (and nothing else)"),
+    Privilege("SDN.Audit", Scope.SDN_ZONE, "read the vnets and subnets it attaches VMs to"),
+    # -- tasks and node status, on the node -----------------------------------------------------
+    Privilege("Sys.Audit", Scope.NODE, "poll task status (UPIDs) and read node load before cloning"),
+)
+
+# The guest-agent read privilege was renamed in PVE 9; on PVE 8 the same capability is VM.Monitor.
+GUEST_AGENT_PRIVILEGE: dict[int, Privilege] = {
+    9: Privilege("VM.GuestAgent.Audit", Scope.POOL, "read guest agent info (addresses, fs-freeze state)"),
+    8: Privilege("VM.Monitor", Scope.POOL, "read guest agent info (PVE 8 spelling of VM.GuestAgent.Audit)"),
+}
+
+# Never granted to the Hub, whatever a later change argues. Each would let a compromised Hub widen
+# its own rights, reach other tenants' data, or take the host down.
+FORBIDDEN_PRIVILEGES: dict[str, str] = {
+    "Permissions.Modify": "would let the Hub grant itself anything",
+    "User.Modify": "would let the Hub create users or tokens outside its ACLs",
+    "Group.Allocate": "group membership is a permissions change",
+    "Realm.Allocate": "authentication realms are cluster security configuration",
+    "Realm.AllocateUser": "assigning users to realms is a permissions change",
+    "Sys.Modify": "node network, time and DNS settings are host administration",
+    "Sys.Console": "a node shell is root on the host",
+    "Sys.PowerMgmt": "rebooting nodes takes every tenant down",
+    "Sys.Syslog": "node logs contain other tenants' data",
+    "Sys.Incoming": "cross-cluster migration intake",
+    "Datastore.Allocate": "creates and edits storage definitions",
+    "Datastore.AllocateTemplate": "uploads ISOs and templates shared by every tenant",
+    "VM.Backup": "backup storage holds every tenant's data",
+    "VM.Console": "interactive console of any pool VM; the Hub uses the guest agent and the API",
+    "VM.Migrate": "moving VMs between nodes is an operator decision",
+    "Pool.Allocate": "pools are declared by Pulumi, not created by the Hub",
+    "SDN.Allocate": "networks are declared by Pulumi, not created by the Hub",
+    "Mapping.Modify": "hardware mappings (PCI/USB passthrough) reach the host",
+}
+
+
+def privileges_for(scope: Scope, *, pve_major: int = 9) -> list[str]:
+    """The privilege names granted on `scope`, sorted, for the given PVE major version."""
+    names = [p.name for p in HUB_PRIVILEGES if p.scope is scope]
+    agent = GUEST_AGENT_PRIVILEGE[pve_major]
+    if agent.scope is scope:
+        names.append(agent.name)
+    return sorted(names)
+
+
+def all_privileges(*, pve_major: int = 9) -> list[str]:
+    """Every privilege the Hub holds anywhere, sorted."""
+    return sorted({name for scope in Scope for name in privileges_for(scope, pve_major=pve_major)})
+
+
+def _check_disjoint() -> None:
+    for pve_major in GUEST_AGENT_PRIVILEGE:
+        overlap = set(all_privileges(pve_major=pve_major)) & set(FORBIDDEN_PRIVILEGES)
+        if overlap:  # pragma: no cover - a programming error caught at import time
+            raise RuntimeError(f"privileges both granted and forbidden: {sorted(overlap)}")
+
+
+_check_disjoint()

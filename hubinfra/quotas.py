@@ -1,0 +1,51 @@
+"""Quota check: refuse the whole program before any resource is declared.
+
+Proxmox pools carry no quotas, so the limit is enforced where the VMs are declared: the sum over the
+Hub VM, the domain hubs and the experimental hubs must fit `hub:quotas`. Checking before the first
+resource means a refused plan leaves nothing half-created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hubinfra.config import ConfigError, StackConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    name: str
+    cores: int
+    memory_mib: int
+    disk_gb: int
+
+
+def demands(config: StackConfig) -> list[Demand]:
+    """Every VM this stack declares, with the resources it takes."""
+    hub = config.hub_vm
+    out = [Demand(hub.name, hub.cores, hub.memory_mib, hub.disk_gb)]
+    out += [Demand(d.name, d.cores, d.memory_mib, d.disk_gb) for d in config.domain_hubs]
+    # A full clone takes the source's disk; its size follows the Hub VM's.
+    out += [
+        Demand(e.name, e.cores or hub.cores, e.memory_mib or hub.memory_mib, hub.disk_gb)
+        for e in config.experiments
+    ]
+    return out
+
+
+def check_quotas(config: StackConfig) -> None:
+    """Raise ConfigError naming the first limit the declared VMs exceed."""
+    wanted = demands(config)
+    quotas = config.quotas
+    totals = {
+        "vms": (len(wanted), quotas.vms, ""),
+        "cores": (sum(d.cores for d in wanted), quotas.cores, ""),
+        "memoryMib": (sum(d.memory_mib for d in wanted), quotas.memory_mib, " MiB"),
+        "diskGb": (sum(d.disk_gb for d in wanted), quotas.disk_gb, " GB"),
+    }
+    for key, (total, limit, unit) in totals.items():
+        if total > limit:
+            raise ConfigError(
+                f"hub:quotas.{key}: the {len(wanted)} declared VMs need {total}{unit}, "
+                f"the limit is {limit}{unit}; raise the quota or declare fewer hubs"
+            )

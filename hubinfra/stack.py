@@ -1,0 +1,144 @@
+"""HubStack: the top component, and reading the `hub:` config out of the Pulumi runtime.
+
+Order matters: the config is validated, the quotas and the isolated network slots are checked, and
+only then is the first resource declared, so a refused plan leaves nothing half-created.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+from pulumi.runtime import config as runtime_config
+from pulumi_proxmoxve import ProviderSshArgs
+
+from hubinfra.access import HubAccess
+from hubinfra.cloudinit import read_deploy_files
+from hubinfra.config import NAMESPACE, StackConfig, decode_config_value, parse_stack_config
+from hubinfra.experiments import DomainSpecificHub, ExperimentalHub
+from hubinfra.hub_vm import HubVm, HubVmSpec
+from hubinfra.network import HubNetwork, isolated_nets
+from hubinfra.quotas import check_quotas
+
+
+def read_stack_config() -> StackConfig:
+    """Every `hub:` key the engine passed to this program, validated as one model.
+
+    Pulumi's Config object answers only for keys asked by name; to reject unknown keys we need the
+    whole set, which the runtime keeps in its config map (and PULUMI_CONFIG for older engines).
+    """
+    prefix = f"{NAMESPACE}:"
+    merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    raw = {k.removeprefix(prefix): decode_config_value(v) for k, v in merged.items() if k.startswith(prefix)}
+    return parse_stack_config(raw)
+
+
+class HubStack(pulumi.ComponentResource):
+    def __init__(self, name: str, *, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        check_quotas(config)
+        isolated = isolated_nets(config)
+        deploy_files = read_deploy_files()
+        super().__init__("hub:stack:HubStack", name, None, opts)
+
+        secrets = pulumi.Config(NAMESPACE)
+        provider = proxmoxve.Provider(
+            f"{name}-proxmox",
+            endpoint=config.proxmox.endpoint,
+            insecure=config.proxmox.insecure,
+            # None falls back to PROXMOX_VE_API_TOKEN in the environment; never a committed value.
+            api_token=secrets.get_secret("proxmoxApiToken"),
+            # Snippet uploads (cloud-init user data) go over SSH to the node.
+            ssh=ProviderSshArgs(username=config.proxmox.ssh.username, agent=config.proxmox.ssh.agent),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        child = pulumi.ResourceOptions(parent=self, providers=[provider])
+        production = config.is_production
+
+        self.network = HubNetwork(
+            f"{name}-network", config=config.network, nodes=config.zone_nodes, isolated=isolated, opts=child
+        )
+        self.access = HubAccess(
+            f"{name}-access",
+            role_prefix=config.pool.id,
+            user_id=config.user_id,
+            pve_major=config.proxmox.pve_major,
+            datastore=config.datastore,
+            protect=production,
+            opts=child,
+        )
+        node_paths = [f"/nodes/{node}" for node in config.zone_nodes]
+        # The main Hub attaches task VMs to the task vnets only: not management, not isolated hubs.
+        self.grant = self.access.grant(
+            f"{name}-hub-access",
+            pool_id=config.pool.id,
+            comment=config.pool.comment,
+            vnet_paths=[self.network.vnet_path(v) for v in self.network.task_vnets],
+            node_paths=node_paths,
+            parent=self,
+        )
+        hub = config.hub_vm
+        mgmt = config.network.management
+        spec = HubVmSpec(
+            name=hub.name,
+            vm_id=hub.vm_id,
+            cores=hub.cores,
+            memory_mib=hub.memory_mib,
+            disk_gb=hub.disk_gb,
+            hub_type=config.hub_type,
+            hub_label=config.hub_label,
+            checkpoints=config.checkpoints,
+            params={},
+            tags=[config.hub_type],
+            ipv4_address=hub.ipv4_address,
+            gateway=mgmt.gateway if hub.ipv4_address != "dhcp" else None,
+        )
+        self.hub = HubVm(
+            f"{name}-hub",
+            spec=spec,
+            config=config,
+            pool_id=self.grant.pool_id,
+            token=self.grant.token,
+            bridge=mgmt.vnet,
+            deploy_files=deploy_files,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
+        )
+        self.network.vm_firewall(
+            f"{name}-hub",
+            vm=self.hub.vm,
+            vm_id=hub.vm_id,
+            node=config.node,
+            group=self.network.hub_group,
+            outbound="ACCEPT",
+            parent=self,
+        )
+        self.experiments = {
+            e.name: ExperimentalHub(
+                f"{name}-exp-{e.name}",
+                experiment=e,
+                config=config,
+                access=self.access,
+                network=self.network,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.hub]),
+            )
+            for e in config.experiments
+        }
+        self.domain_hubs = {
+            d.name: DomainSpecificHub(
+                f"{name}-{d.type}-{d.name}",
+                hub=d,
+                config=config,
+                access=self.access,
+                network=self.network,
+                deploy_files=deploy_files,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
+            )
+            for d in config.domain_hubs
+        }
+        self.register_outputs(
+            {
+                "hub_vm_id": self.hub.vm_id,
+                "pool_id": self.grant.pool_id,
+                "token_id": self.grant.token_id,
+            }
+        )
