@@ -174,6 +174,14 @@ class NetworkConfig(_Model):
         default=False, description="enable the cluster firewall (a cluster-wide singleton: one stack only)"
     )
 
+    @field_validator("isolated_prefix")
+    @classmethod
+    def _isolated_prefix(cls, value: str) -> str:
+        network = ipaddress.ip_network(value)
+        if network.version != 4 or network.prefixlen > 24:
+            raise ValueError("must be an IPv4 network of /24 or larger (one /24 per isolated hub)")
+        return str(network)
+
     @model_validator(mode="after")
     def _disjoint(self) -> Self:
         named = [("network.management", self.management)]

@@ -78,7 +78,7 @@ def isolated_nets(config: StackConfig) -> dict[str, IsolatedNet]:
                 f"(slot = vmId mod {room}); pick another vmId"
             )
         taken[slot] = where
-        subnet = list(prefix.subnets(new_prefix=24))[slot] if prefix.prefixlen < 24 else prefix
+        subnet = ipaddress.ip_network((int(prefix.network_address) + slot * 256, 24))
         out[name] = IsolatedNet(
             owner=name,
             vnet=f"x{_base36(vm_id)}",

@@ -73,6 +73,12 @@ CASES: list[tuple[str, str, Edit, str]] = [
         "hub:network.isolatedPrefix: 10.10.0.0/16 overlaps network.management.cidr (10.10.0.0/24)",
     ),
     ("dev", "bad endpoint", _set("proxmox.endpoint", "http://pve:8006"), "hub:proxmox.endpoint: must match"),
+    (
+        "dev",
+        "isolated prefix too small",
+        _set("network.isolatedPrefix", "10.210.0.0/25"),
+        "hub:network.isolatedPrefix: must be an IPv4 network of /24 or larger",
+    ),
     ("dev", "bad environment", _set("environment", "staging"), "hub:environment:"),
     ("dev", "production hubType in dev", _set("hubType", "production"), "hub:hubType: 'production' is only"),
     ("prod", "prod unprotected", _set("protect", False), "hub:protect: must be true for production"),
