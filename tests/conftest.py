@@ -129,12 +129,21 @@ class HubEnv:
 
     def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*HUBCTL, *args], env=self.env(**env), capture_output=True, text=True, timeout=timeout, cwd=self.tmp
+            [*HUBCTL, *args],
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.tmp,
         )
 
     def spawn(self, *args: str, **env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [*HUBCTL, *args], env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [*HUBCTL, *args],
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             cwd=self.tmp,
         )
 

@@ -16,8 +16,18 @@ def test_create_runs_the_protocol_and_records_everything(hubenv: HubEnv, pve: An
     result = hubenv.run("checkpoint", "create", "--reason", "before upgrade", "--json")
     assert result.returncode == 0, result.stderr
     cp = json.loads(result.stdout)
-    assert set(cp) >= {"uuid", "vm_id", "node", "snapname", "kind", "status", "reason", "created_at",
-                       "completed_at", "error"}
+    assert set(cp) >= {
+        "uuid",
+        "vm_id",
+        "node",
+        "snapname",
+        "kind",
+        "status",
+        "reason",
+        "created_at",
+        "completed_at",
+        "error",
+    }
     assert cp["status"] == "completed"
     assert cp["kind"] == "manual"
     assert cp["reason"] == "before upgrade"
@@ -58,8 +68,13 @@ def test_list_is_newest_first_and_filters(hubenv: HubEnv, pve: Any) -> None:
     made = [hub.checkpoints.create(reason=f"n{i}")["uuid"] for i in range(3)]
     out = json.loads(hubenv.run("checkpoint", "list", "--json").stdout)["checkpoints"]
     assert [c["uuid"] for c in out] == list(reversed(made))
-    assert json.loads(hubenv.run("checkpoint", "list", "--status", "failed", "--json").stdout) == {"checkpoints": []}
-    assert len(json.loads(hubenv.run("checkpoint", "list", "--vmid", "100", "--json").stdout)["checkpoints"]) == 3
+    assert json.loads(hubenv.run("checkpoint", "list", "--status", "failed", "--json").stdout) == {
+        "checkpoints": []
+    }
+    assert (
+        len(json.loads(hubenv.run("checkpoint", "list", "--vmid", "100", "--json").stdout)["checkpoints"])
+        == 3
+    )
     assert json.loads(hubenv.run("checkpoint", "list", "--vmid", "101", "--json").stdout)["checkpoints"] == []
 
 

@@ -6,9 +6,10 @@ The rules, applied in this order to the VM's completed Hub checkpoints, newest f
 - ``keep-hourly N``: the newest checkpoint of each of the N most recent hours that have one.
 - ``keep-daily N``, ``keep-weekly N`` (ISO weeks), ``keep-monthly N``: likewise per day, week, month.
 
-A bucket already covered by a checkpoint that an earlier rule kept counts as covered for the later
-rule too (so ``keep-last 1`` + ``keep-daily 1`` keeps one checkpoint, not two), and each rule only
-counts buckets it newly covers. Everything no rule keeps is pruned. Protected checkpoints are never
+A bucket already covered by a checkpoint that an earlier rule kept is skipped by the later rule
+(it never keeps a second checkpoint of that day), and each rule's count only counts the buckets it
+newly covers: ``keep-last 1`` + ``keep-daily 1`` with one checkpoint today and one yesterday keeps
+both (today's by keep-last, yesterday's by keep-daily), exactly as PBS does. Everything no rule keeps is pruned. Protected checkpoints are never
 pruned and do not use up any rule's count. If every ``keep-*`` is 0 nothing is pruned at all (PBS's
 "keep all"), so a blank policy can never empty the VM's history.
 

@@ -217,6 +217,42 @@ class CheckpointService:
             )
         self.progress(f"checkpoint {row['uuid']} failed: {exc} ({cleanup})")
 
+    # ------------------------------------------------------------- protection
+
+    def protect(self, uuid: str, *, protected: bool = True) -> dict[str, Any]:
+        """Exempt a checkpoint from retention (or lift that). Written to the snapshot's description
+        too, so the protection survives a rollback of the Hub's own database."""
+        row = self.show(uuid)
+        if row["status"] != CheckpointStatus.COMPLETED.value:
+            raise UsageError(
+                f"checkpoint {uuid} is {row['status']}; only completed checkpoints can be protected"
+            )
+        with self.locks.hold(vm_lock_name(row["vm_id"]), wait=self.settings.lock_wait_seconds):
+            self.proxmox.set_snapshot_description(
+                row["node"],
+                row["vm_id"],
+                name=row["snapname"],
+                description=naming.describe(
+                    uuid=uuid,
+                    kind=row["kind"],
+                    created_at=datetime.fromisoformat(row["created_at"]),
+                    reason=row["reason"],
+                    protected=protected,
+                ),
+            )
+            with self.db.session() as s:
+                cp = s.get_one(Checkpoint, uuid)
+                cp.protected = protected
+                audit.record(
+                    s,
+                    actor=self.actor,
+                    action="checkpoint.protect" if protected else "checkpoint.unprotect",
+                    target=uuid,
+                    outcome="completed",
+                    details={"vm_id": cp.vm_id},
+                )
+                return cp.to_public()
+
     # ----------------------------------------------------------------- delete
 
     def delete(self, uuid: str) -> dict[str, Any]:
@@ -280,7 +316,7 @@ class CheckpointService:
         vmid = self._vmid(vmid)
         node = self._node()
         if dry_run:
-            return self._prune_plan(vmid)
+            return [dict(item, rule="pruned") for item in self._prune_plan(vmid) if not item["keep"]]
         with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
             return self._prune_locked(vmid=vmid, node=node, dry_run=False)
 

@@ -14,6 +14,7 @@ import typer
 from runtime.checkpoints.service import CheckpointError
 from runtime.cli import checkpoint, output
 from runtime.cli.common import JsonOption, hub_from_settings
+from runtime.cli.promote import promote
 from runtime.errors import HubError, UsageError
 
 app = typer.Typer(
@@ -81,17 +82,7 @@ def health(json_output: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-def _register_optional() -> None:
-    try:
-        from runtime.cli.promote import promote
-    except ImportError:
-        return
-    app.command("promote", help="Promote stack settings from one Pulumi stack to another (dev -> prod).")(
-        promote
-    )
-
-
-_register_optional()
+app.command("promote", help="Promote stack settings from one Pulumi stack to another (dev -> prod).")(promote)
 
 
 def main(argv: list[str] | None = None) -> None:

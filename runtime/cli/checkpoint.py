@@ -99,6 +99,26 @@ def delete(
 
 
 @app.command()
+def protect(
+    uuid: Annotated[str, typer.Argument(help="Checkpoint uuid.")], json_output: JsonOption = False
+) -> None:
+    """Exempt a checkpoint from retention (it is then never pruned)."""
+    output.set_json(json_output)
+    cp = hub_from_settings().checkpoints.protect(_uuid(uuid), protected=True)
+    output.emit(cp, output.checkpoint_text(cp))
+
+
+@app.command()
+def unprotect(
+    uuid: Annotated[str, typer.Argument(help="Checkpoint uuid.")], json_output: JsonOption = False
+) -> None:
+    """Make a protected checkpoint subject to retention again."""
+    output.set_json(json_output)
+    cp = hub_from_settings().checkpoints.protect(_uuid(uuid), protected=False)
+    output.emit(cp, output.checkpoint_text(cp))
+
+
+@app.command()
 def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be pruned.")] = False,
     vmid: VmidOption = None,

@@ -225,6 +225,12 @@ class ProxmoxClient:
 
         return self._retrying(delete)
 
+    def set_snapshot_description(self, node: str, vmid: int, *, name: str, description: str) -> None:
+        """Rewrite a snapshot's description (no task: PVE applies it synchronously)."""
+        self._retrying(
+            lambda: self._api.nodes(node).qemu(vmid).snapshot(name).config.put(description=description)
+        )
+
     def rollback_snapshot(self, node: str, vmid: int, *, name: str, start: bool = True) -> str:
         return self._retrying(
             lambda: str(self._api.nodes(node).qemu(vmid).snapshot(name).rollback.post(start=int(start)))
