@@ -52,7 +52,7 @@ def test_second_request_waits_its_turn(lock_env: HubEnv, pve: Any) -> None:
     slow_snapshots(pve, 1.5)
     results = run_two(lock_env, HUB_LOCK_WAIT_SECONDS="60")
     assert [r[0] for r in results] == [0, 0], [r[2] for r in results]
-    (a_start, a_end), (b_start, b_end) = intervals(results)
+    (_, a_end), (b_start, _) = intervals(results)
     assert a_end <= b_start, "the two checkpoints overlapped"
     assert len(hub_snapshots(pve)) == 2
     tasks = sorted((t for t in pve.tasks.values() if t["type"] == "qmsnapshot"), key=lambda t: t["starttime"])
@@ -69,7 +69,7 @@ def test_second_request_is_refused_when_it_cannot_wait(lock_env: HubEnv, pve: An
     second = lock_env.run("checkpoint", "create", HUB_LOCK_WAIT_SECONDS="0")
     assert second.returncode == 1
     assert "another checkpoint operation holds" in one_line_error(second.stderr)
-    stdout, stderr = first.communicate(timeout=60)
+    _, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stderr
     assert len(hub_snapshots(pve)) == 1
     assert sum(1 for t in pve.tasks.values() if t["type"] == "qmsnapshot") == 1

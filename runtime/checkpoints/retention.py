@@ -9,8 +9,10 @@ The rules, applied in this order to the VM's completed Hub checkpoints, newest f
 A bucket already covered by a checkpoint that an earlier rule kept is skipped by the later rule
 (it never keeps a second checkpoint of that day), and each rule's count only counts the buckets it
 newly covers: ``keep-last 1`` + ``keep-daily 1`` with one checkpoint today and one yesterday keeps
-both (today's by keep-last, yesterday's by keep-daily), exactly as PBS does. Everything no rule keeps is pruned. Protected checkpoints are never
-pruned and do not use up any rule's count. If every ``keep-*`` is 0 nothing is pruned at all (PBS's
+both (today's by keep-last, yesterday's by keep-daily), exactly as PBS does.
+
+Everything no rule keeps is pruned. Protected checkpoints are never pruned and do not use up any
+rule's count. If every ``keep-*`` is 0 nothing is pruned at all (PBS's
 "keep all"), so a blank policy can never empty the VM's history.
 
 This is a pure function of its input; ``CheckpointService.prune`` applies it. It is the algorithm of
