@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from apscheduler.schedulers.background import BackgroundScheduler  # pyright: ignore[reportMissingTypeStubs]
@@ -39,7 +39,9 @@ def next_fire(settings: Settings, *, after: datetime) -> datetime | None:
     trigger = trigger_for(settings)
     if trigger is None:
         return None
-    fire = cast(datetime | None, trigger.get_next_fire_time(None, after))  # pyright: ignore[reportUnknownMemberType]
+    # APScheduler answers "at or after"; we want strictly after (a run at 00:00:00 is not still due).
+    probe = after + timedelta(microseconds=1)
+    fire = cast(datetime | None, trigger.get_next_fire_time(None, probe))  # pyright: ignore[reportUnknownMemberType]
     return fire.astimezone(UTC) if fire else None
 
 
