@@ -9,6 +9,8 @@ time, so the VM runs exactly what is reviewed in the repo; there is no second co
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +29,21 @@ SETTINGS_PATH = f"{ETC_DIR}/hub.yaml"
 CA_BUNDLE_PATH = f"{ETC_DIR}/proxmox-ca.pem"
 SOURCE_DIR = "/opt/hub/src"
 
+IDENTITY_CHECK_PATH = "/usr/local/sbin/hub-identity-check"
+
 # repo-relative source -> path in the VM
 DEPLOY_FILES: dict[str, str] = {
     "deploy/compose.yaml": f"{ETC_DIR}/compose.yaml",
     "deploy/nginx/hub.conf": f"{ETC_DIR}/nginx/hub.conf",
     "deploy/systemd/hub.service": "/etc/systemd/system/hub.service",
+    "deploy/hub-identity-check": IDENTITY_CHECK_PATH,
 }
+# Files that must be executable in the VM; everything else is 0644.
+EXECUTABLE_FILES = frozenset({IDENTITY_CHECK_PATH})
+
+# Fixed namespace for the VMs' SMBIOS uuids: the same stack, vmid and name always give the same uuid,
+# so the settings file can name the VM it was written for (see hub_vm_uuid).
+VM_UUID_NAMESPACE = uuid.UUID("5d0c8f0e-6b1d-4e59-9a53-2f3c0b1e7a41")
 
 # The orchestrator runs with host networking and reaches PostgreSQL and Redis on loopback ports that
 # compose publishes on 127.0.0.1 only. The database password never leaves the VM: first boot
@@ -81,8 +92,11 @@ class RuntimeSettings:
     checkpoints: CheckpointPolicy
     hub_type: str
     hub_label: str
+    vm_uuid: str
     proxmox_ca_bundle: str | None = None
     experiment: str | None = None
+    source_vmid: int | None = None
+    source_checkpoint: str | None = None
     params: Mapping[str, ParamValue] = field(default_factory=lambda: dict[str, ParamValue]())
 
     def as_dict(self) -> dict[str, Any]:
@@ -95,6 +109,9 @@ class RuntimeSettings:
             "proxmox_insecure": self.proxmox_insecure,
             "node": self.node,
             "vmid": self.vmid,
+            # The SMBIOS uuid of the VM this file was written for; hub-identity-check (and the
+            # runtime) refuse to start when /sys/class/dmi/id/product_uuid differs, e.g. in a clone.
+            "vm_uuid": self.vm_uuid,
             "checkpoint_schedule": self.checkpoints.schedule,
             "keep_last": self.checkpoints.keep_last,
             "keep_hourly": self.checkpoints.keep_hourly,
@@ -109,10 +126,19 @@ class RuntimeSettings:
             doc["proxmox_ca_bundle"] = self.proxmox_ca_bundle
         if self.experiment is not None:
             doc["experiment"] = self.experiment
+        if self.source_vmid is not None:
+            doc["source_vmid"] = self.source_vmid
+        if self.source_checkpoint is not None:
+            doc["source_checkpoint"] = self.source_checkpoint
         return doc
 
     def render(self) -> str:
         return yaml.safe_dump(self.as_dict(), sort_keys=False)
+
+
+def hub_vm_uuid(*, stack: str, vm_id: int, name: str) -> str:
+    """The SMBIOS uuid a Hub VM (or clone) gets: stable for its stack, vmid and name."""
+    return str(uuid.uuid5(VM_UUID_NAMESPACE, f"hub/{stack}/{vm_id}/{name}"))
 
 
 def token_string(*, user_id: str, token_name: str, value: str) -> str:
@@ -142,7 +168,12 @@ def render_user_data(
     files: list[dict[str, Any]] = [
         {"path": SETTINGS_PATH, "permissions": "0600", "owner": "root:root", "content": settings.render()},
         *(
-            {"path": path, "permissions": "0644", "owner": "root:root", "content": content}
+            {
+                "path": path,
+                "permissions": "0755" if path in EXECUTABLE_FILES else "0644",
+                "owner": "root:root",
+                "content": content,
+            }
             for path, content in sorted(deploy_files.items())
         ),
         {
@@ -170,6 +201,37 @@ def render_user_data(
     if ssh_keys:
         document["ssh_authorized_keys"] = list(ssh_keys)
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
+
+
+def render_clone_user_data(*, hostname: str, settings_text: str, ca_bundle_pem: str | None = None) -> str:
+    """User data for a snapshot clone: the system is already installed, only its identity changes.
+
+    It rewrites the settings file (and CA bundle) that the clone inherited from the source's disk.
+    `hub.service` is ordered after cloud-init.service (where write_files runs), so the runtime never
+    starts on the inherited file; `hub-identity-check` is the second line of defence.
+    """
+    files: list[dict[str, Any]] = [
+        {"path": SETTINGS_PATH, "permissions": "0600", "owner": "root:root", "content": settings_text}
+    ]
+    if ca_bundle_pem is not None:
+        files.append(
+            {"path": CA_BUNDLE_PATH, "permissions": "0644", "owner": "root:root", "content": ca_bundle_pem}
+        )
+    document: dict[str, Any] = {
+        "hostname": hostname,
+        "manage_etc_hosts": True,
+        "write_files": files,
+    }
+    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
+
+
+def instance_id_for(name: str, user_data: str) -> str:
+    """An instance-id that changes whenever the user data does, so cloud-init re-runs on the clone."""
+    return f"{name}-{hashlib.sha256(user_data.encode()).hexdigest()[:16]}"
+
+
+def render_meta_data(*, instance_id: str, hostname: str) -> str:
+    return yaml.safe_dump({"instance-id": instance_id, "local-hostname": hostname}, sort_keys=False)
 
 
 def parse_user_data(text: str) -> dict[str, Any]:

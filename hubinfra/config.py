@@ -253,8 +253,8 @@ class Experiment(_Model):
     cores: Annotated[int, Field(ge=MIN_CORES)] | None = None
     memory_mib: Annotated[int, Field(ge=MIN_MEMORY_MIB)] | None = None
     start: bool = Field(
-        default=False,
-        description="start the clone; it boots with the source's settings until its own are delivered",
+        default=True,
+        description="start the clone once its own cloud-init (settings, token, identity) is attached",
     )
 
     @field_validator("checkpoint")

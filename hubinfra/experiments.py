@@ -5,33 +5,56 @@ hub, removing it destroys it. Each gets its own pool and token (scoped to that p
 vnet), and its own isolated network.
 
 An experimental hub is a `cloned.Vm`: the only resource in pulumi-proxmoxve 8 that clones from a
-snapshot. That resource cannot manage cloud-init, so the clone boots with the disk state of the
-checkpoint, including the source Hub's settings file. Two things make that safe: the clone sits on
-an isolated vnet whose security group drops all traffic to management and the Proxmox API, and it is
-created stopped unless `start: true`. Its own settings (environment `experimental`, its token, its
-vmid, the parameter overrides) are rendered here and exported as a secret for delivery into the
-clone (see docs/infrastructure.md, "Experimental hubs").
+snapshot. That resource does not manage cloud-init, and a clone inherits the source's cloud-init
+drive and `cicustom` (the source's user data: its settings file and token). So the clone is always
+created stopped, and `CloneCloudInit` (hubinfra.clone_init) then points it at its own snippets
+(settings with environment `experimental`, its own vmid, token, experiment name and params), gives it
+its own SMBIOS uuid and an address on its isolated network, and only then starts it. The settings
+name that uuid (`vm_uuid`); `hub-identity-check` refuses to start the runtime on any other VM, so a
+clone that somehow boots with inherited settings stays inert. See docs/infrastructure.md.
 """
 
 from __future__ import annotations
 
+import ipaddress
+
 import pulumi
 import pulumi_proxmoxve as proxmoxve
+from pulumi_proxmoxve import FileLegacySourceRawArgs
 from pulumi_proxmoxve.cloned import VmCloneArgs, VmCpuArgs, VmMemoryArgs, VmNetworkArgs
 
 from hubinfra.access import HubAccess
-from hubinfra.cloudinit import CA_BUNDLE_PATH, RuntimeSettings
+from hubinfra.clone_init import CloneCloudInit
+from hubinfra.cloudinit import (
+    CA_BUNDLE_PATH,
+    RuntimeSettings,
+    hub_vm_uuid,
+    instance_id_for,
+    render_clone_user_data,
+    render_meta_data,
+)
 from hubinfra.config import CheckpointPolicy, DomainHub, Experiment, StackConfig
 from hubinfra.hub_vm import HubVm, HubVmSpec
-from hubinfra.network import HubNetwork
+from hubinfra.network import HubNetwork, IsolatedNet
 
 # Experiments are judged over days; they checkpoint like development hubs: only when asked.
 EXPERIMENT_CHECKPOINTS = CheckpointPolicy(schedule="manual")
+# Host part of a clone's address on its own isolated /24 (.1 is the gateway).
+CLONE_HOST_OFFSET = 10
+
+
+def clone_ipconfig(net: IsolatedNet) -> str:
+    """`ipconfig0` for a clone: a fixed address on its isolated network, never the source's."""
+    subnet = ipaddress.ip_network(net.cidr)
+    address = subnet.network_address + CLONE_HOST_OFFSET
+    return f"ip={address}/{subnet.prefixlen},gw={net.gateway}"
 
 
 class ExperimentalHub(pulumi.ComponentResource):
     vm_id: pulumi.Output[str]
     settings: pulumi.Output[str]
+    user_data: pulumi.Output[str]
+    vm_uuid: str
 
     def __init__(
         self,
@@ -41,11 +64,14 @@ class ExperimentalHub(pulumi.ComponentResource):
         config: StackConfig,
         access: HubAccess,
         network: HubNetwork,
+        api_token: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("hub:experiments:ExperimentalHub", name, None, opts)
         net = network.isolated[experiment.name]
         source_vm_id = experiment.source_vm_id or config.hub_vm.vm_id
+        vm_name = f"{config.hub_vm.name}-exp-{experiment.name}"
+        self.vm_uuid = hub_vm_uuid(stack=pulumi.get_stack(), vm_id=experiment.vm_id, name=vm_name)
         grant = access.grant(
             f"{name}-access",
             pool_id=f"{config.pool.id}-exp-{experiment.name}",
@@ -60,7 +86,7 @@ class ExperimentalHub(pulumi.ComponentResource):
             f"{name}-vm",
             resource_id=str(experiment.vm_id),
             node_name=config.node,
-            name=f"{config.hub_vm.name}-exp-{experiment.name}",
+            name=vm_name,
             description=f"Experimental hub '{experiment.name}': full clone of VM {source_vm_id} at "
             f"checkpoint {experiment.checkpoint} (managed by Pulumi)",
             tags=sorted({"hub", "experimental", f"exp-{experiment.name}"}),
@@ -75,12 +101,14 @@ class ExperimentalHub(pulumi.ComponentResource):
             memory=VmMemoryArgs(size=experiment.memory_mib or config.hub_vm.memory_mib),
             # Replace the source's management NIC: the clone lives on its own isolated vnet only.
             network={"net0": VmNetworkArgs(bridge=net.vnet, model="virtio", firewall=True)},
-            started=experiment.start,
+            # Never started here: until CloneCloudInit has attached its own cloud-init, booting
+            # would re-run the source's user data (the source's settings and token).
+            started=False,
             stop_on_destroy=True,
             purge_on_destroy=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[grant, network]),
         )
-        network.vm_firewall(
+        firewall = network.vm_firewall(
             name,
             vm=vm,
             vm_id=experiment.vm_id,
@@ -100,15 +128,66 @@ class ExperimentalHub(pulumi.ComponentResource):
                 proxmox_ca_bundle=CA_BUNDLE_PATH if proxmox.ca_bundle_pem else None,
                 node=config.node,
                 vmid=experiment.vm_id,
+                vm_uuid=self.vm_uuid,
                 checkpoints=EXPERIMENT_CHECKPOINTS,
                 hub_type=config.hub_type,
                 hub_label=config.hub_label,
                 experiment=experiment.name,
+                source_vmid=source_vm_id,
+                source_checkpoint=experiment.checkpoint,
                 params={**config.runtime.params, **experiment.params},
             ).render()
 
-        self.vm_id = vm.resource_id
+        def user_data_for(settings_text: str) -> str:
+            return render_clone_user_data(
+                hostname=vm_name, settings_text=settings_text, ca_bundle_pem=proxmox.ca_bundle_pem
+            )
+
         self.settings = pulumi.Output.secret(grant.token.apply(render))
+        self.user_data = pulumi.Output.secret(self.settings.apply(user_data_for))
+        snippet_opts = pulumi.ResourceOptions(parent=self)
+        user_snippet = proxmoxve.FileLegacy(
+            f"{name}-user-data",
+            node_name=config.node,
+            datastore_id=config.snippets_datastore,
+            content_type="snippets",
+            source_raw=FileLegacySourceRawArgs(data=self.user_data, file_name=f"{vm_name}-user-data.yaml"),
+            opts=snippet_opts,
+        )
+        meta = self.user_data.apply(
+            lambda text: render_meta_data(instance_id=instance_id_for(vm_name, text), hostname=vm_name)
+        )
+        meta_snippet = proxmoxve.FileLegacy(
+            f"{name}-meta-data",
+            node_name=config.node,
+            datastore_id=config.snippets_datastore,
+            content_type="snippets",
+            source_raw=FileLegacySourceRawArgs(data=meta, file_name=f"{vm_name}-meta-data.yaml"),
+            opts=snippet_opts,
+        )
+        self.cloud_init = CloneCloudInit(
+            f"{name}-cloud-init",
+            endpoint=proxmox.endpoint,
+            insecure=proxmox.insecure,
+            api_token=api_token,
+            node=config.node,
+            vmid=experiment.vm_id,
+            clone_of=f"{source_vm_id}@{experiment.checkpoint}",
+            datastore=config.datastore,
+            cicustom=pulumi.Output.all(user_snippet.id, meta_snippet.id).apply(
+                lambda ids: f"user={ids[0]},meta={ids[1]}"
+            ),
+            ipconfig0=clone_ipconfig(net),
+            vm_uuid=self.vm_uuid,
+            start=experiment.start,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Started only behind its firewall, and configured afresh whenever the clone is.
+                depends_on=[vm, user_snippet, meta_snippet, *firewall],
+                replace_with=[vm],
+            ),
+        )
+        self.vm_id = vm.resource_id
         self.register_outputs({"vm_id": self.vm_id, "settings": self.settings})
 
 

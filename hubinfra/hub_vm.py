@@ -24,10 +24,12 @@ from pulumi_proxmoxve import (
     VmLegacyMemoryArgs,
     VmLegacyNetworkDeviceArgs,
     VmLegacyOperatingSystemArgs,
+    VmLegacySmbiosArgs,
     VmLegacyStartupArgs,
 )
 
-from hubinfra.cloudinit import CA_BUNDLE_PATH, RuntimeSettings, render_user_data
+from hubinfra.clone_init import CLOUDINIT_INTERFACE
+from hubinfra.cloudinit import CA_BUNDLE_PATH, RuntimeSettings, hub_vm_uuid, render_user_data
 from hubinfra.config import CheckpointPolicy, ParamValue, StackConfig
 
 
@@ -54,6 +56,7 @@ class HubVm(pulumi.ComponentResource):
     node: pulumi.Output[str]
     ipv4_addresses: pulumi.Output[list[str]]
     user_data: pulumi.Output[str]
+    vm_uuid: str
 
     def __init__(
         self,
@@ -70,6 +73,8 @@ class HubVm(pulumi.ComponentResource):
         super().__init__("hub:hub_vm:HubVm", name, None, opts)
         production = config.is_production
         proxmox = config.proxmox
+        # Named in the settings file; a clone of this VM gets another uuid and refuses the file.
+        self.vm_uuid = hub_vm_uuid(stack=pulumi.get_stack(), vm_id=spec.vm_id, name=spec.name)
 
         def user_data_for(token_value: str) -> str:
             settings = RuntimeSettings(
@@ -80,6 +85,7 @@ class HubVm(pulumi.ComponentResource):
                 proxmox_ca_bundle=CA_BUNDLE_PATH if proxmox.ca_bundle_pem else None,
                 node=config.node,
                 vmid=spec.vm_id,
+                vm_uuid=self.vm_uuid,
                 checkpoints=spec.checkpoints,
                 hub_type=spec.hub_type,
                 hub_label=spec.hub_label,
@@ -131,7 +137,10 @@ class HubVm(pulumi.ComponentResource):
             ],
             network_devices=[VmLegacyNetworkDeviceArgs(bridge=bridge, model="virtio", firewall=True)],
             operating_system=VmLegacyOperatingSystemArgs(type="l26"),
+            smbios=VmLegacySmbiosArgs(uuid=self.vm_uuid),
             initialization=VmLegacyInitializationArgs(
+                # Explicit, so clones of this VM (experimental hubs) know where the drive is.
+                interface=CLOUDINIT_INTERFACE,
                 datastore_id=config.datastore,
                 ip_configs=[VmLegacyInitializationIpConfigArgs(ipv4=ipv4)],
                 user_data_file_id=snippet.id,

@@ -243,10 +243,10 @@ class HubNetwork(pulumi.ComponentResource):
         group: str,
         outbound: str,
         parent: pulumi.Resource,
-    ) -> None:
+    ) -> list[pulumi.Resource]:
         """Per-VM firewall: enabled, default DROP inbound, and the given security group."""
         opts = pulumi.ResourceOptions(parent=parent, depends_on=[vm])
-        proxmoxve.firewall.OptionsLegacy(
+        options = proxmoxve.firewall.OptionsLegacy(
             f"{name}-fw-options",
             node_name=node,
             vm_id=vm_id,
@@ -258,13 +258,14 @@ class HubNetwork(pulumi.ComponentResource):
             macfilter=True,
             opts=opts,
         )
-        proxmoxve.firewall.RulesLegacy(
+        rules = proxmoxve.firewall.RulesLegacy(
             f"{name}-fw-rules",
             node_name=node,
             vm_id=vm_id,
             rules=[RulesLegacyRuleArgs(security_group=group, comment=f"hub policy: {group}")],
             opts=opts,
         )
+        return [options, rules]
 
 
 def hub_group_rules(*, mgmt_set: str, task_set: str) -> list[GroupLegacyRuleArgs]:

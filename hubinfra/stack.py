@@ -42,12 +42,13 @@ class HubStack(pulumi.ComponentResource):
         super().__init__("hub:stack:HubStack", name, None, opts)
 
         secrets = pulumi.Config(NAMESPACE)
+        # None falls back to PROXMOX_VE_API_TOKEN in the environment; never a committed value.
+        operator_token = secrets.get_secret("proxmoxApiToken")
         provider = proxmoxve.Provider(
             f"{name}-proxmox",
             endpoint=config.proxmox.endpoint,
             insecure=config.proxmox.insecure,
-            # None falls back to PROXMOX_VE_API_TOKEN in the environment; never a committed value.
-            api_token=secrets.get_secret("proxmoxApiToken"),
+            api_token=operator_token,
             # Snippet uploads (cloud-init user data) go over SSH to the node.
             ssh=ProviderSshArgs(username=config.proxmox.ssh.username, agent=config.proxmox.ssh.agent),
             opts=pulumi.ResourceOptions(parent=self),
@@ -119,6 +120,7 @@ class HubStack(pulumi.ComponentResource):
                 config=config,
                 access=self.access,
                 network=self.network,
+                api_token=operator_token,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.hub]),
             )
             for e in config.experiments

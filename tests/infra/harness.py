@@ -42,6 +42,7 @@ class Resource:
     protect: bool = False
     retain_on_delete: bool = False
     parent: str = ""  # the parent's URN
+    dependencies: list[str] = field(default_factory=list[str])  # URNs from depends_on and inputs
 
 
 def _unwrap(value: Any) -> tuple[Any, bool]:
@@ -69,6 +70,7 @@ class Run:
     errors: list[str]
     exit_code: int | None
     secret_outputs: set[str] = field(default_factory=set[str])
+    stack: str = ""
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -82,7 +84,7 @@ class Run:
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Resource] = []
-        self.options: dict[tuple[str, str], tuple[bool, bool, str]] = {}
+        self.options: dict[tuple[str, str], tuple[bool, bool, str, list[str]]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs: dict[str, Any] = {}
@@ -120,6 +122,7 @@ class RecordingMonitor(MockMonitor):
             bool(request.protect),
             bool(request.retainOnDelete),
             request.parent,
+            list(request.dependencies),
         )
         return super().RegisterResource(request)
 
@@ -184,5 +187,5 @@ def run_program(
         asyncio.set_event_loop(None)
         runtime_settings.reset_options()
     for res in mocks.resources:
-        res.protect, res.retain_on_delete, res.parent = mocks.options[(res.type, res.name)]
-    return Run(mocks.resources, outputs, capture.messages, exit_code, secret_outputs)
+        res.protect, res.retain_on_delete, res.parent, res.dependencies = mocks.options[(res.type, res.name)]
+    return Run(mocks.resources, outputs, capture.messages, exit_code, secret_outputs, stack)
