@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     # Transient faults (connection errors, 5xx) are retried this long before the operation fails.
     transient_retry_seconds: float = Field(default=30.0, ge=0)
 
+    # Identity: the SMBIOS uuid of the VM this settings file was written for (hubinfra sets it). A
+    # snapshot clone inherits the source's file but gets a new uuid, so a mismatch means "these
+    # settings are not mine" and the runtime refuses to touch Proxmox (see runtime/identity.py).
+    vm_uuid: str | None = None
+    product_uuid_file: Path = Path("/sys/class/dmi/id/product_uuid")
+    # Experimental hubs: the VM and checkpoint they were cloned from (informational; never acted on).
+    source_vmid: int | None = Field(default=None, ge=100, le=999_999_999)
+    source_checkpoint: str | None = None
+
     hub_type: str = "production"
     hub_label: str | None = None
     experiment: str | None = None
@@ -175,8 +184,10 @@ def _read_config_file(path: str | None) -> dict[str, Any]:
         raise SettingsError(env_name("config_file"), f"{file} must hold a mapping of settings")
     out: dict[str, Any] = {}
     for key, value in data.items():  # pyright: ignore[reportUnknownVariableType]
-        name = str(key).lower()  # pyright: ignore[reportUnknownArgumentType]
-        out[name.removeprefix(ENV_PREFIX.lower())] = value
+        name = str(key)  # pyright: ignore[reportUnknownArgumentType]
+        # ``HUB_VMID`` (environment spelling) or ``vmid`` (field name); not a blind prefix strip,
+        # since ``hub_type`` is a field in its own right.
+        out[name.removeprefix(ENV_PREFIX).lower() if name.isupper() else name] = value
     return out
 
 

@@ -14,6 +14,7 @@ from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.service import CheckpointService
 from runtime.db import Database
+from runtime.identity import verify_identity
 from runtime.proxmox import ProxmoxClient
 from runtime.settings import Settings
 
@@ -34,6 +35,7 @@ class Hub:
 
     @cached_property
     def proxmox(self) -> ProxmoxClient:
+        verify_identity(self.settings)
         return ProxmoxClient.from_settings(self.settings)
 
     @cached_property

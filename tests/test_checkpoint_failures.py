@@ -182,3 +182,19 @@ def _now() -> Any:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+def test_removing_a_snapshot_that_is_already_gone_is_done(pve: Any, fakepve_cafile: str) -> None:
+    client = ProxmoxClient(
+        base_url=pve.url,
+        token_user="hub@pve",
+        token_name="hub",
+        token_secret=TOKEN_SECRET,
+        verify=fakepve_cafile,
+    )
+    name = "hub-" + "b" * 32
+    assert client.get_snapshot("pve1", HUB_VMID, name) is None
+    client.create_snapshot("pve1", HUB_VMID, name=name, description="x")
+    assert client.get_snapshot("pve1", HUB_VMID, name) is not None
+    assert client.remove_snapshot("pve1", HUB_VMID, name=name, force=False, timeout=5) is True
+    assert client.remove_snapshot("pve1", HUB_VMID, name=name, force=False, timeout=5) is False

@@ -42,11 +42,12 @@ def test_create_runs_the_protocol_and_records_everything(hubenv: HubEnv, pve: An
     claim = naming.owned(cp["snapname"], snaps[cp["snapname"]]["description"])
     assert claim is not None and claim.uuid == cp["uuid"] and claim.reason == "before upgrade"
 
-    # The protocol's order as Proxmox saw it: snapshot request, task polled, list read to verify.
+    # The protocol's order as Proxmox saw it: snapshot request, task polled, the snapshot read back.
     calls = [(m, p.split("/api2/json")[-1]) for m, p, _ in pve.requests]
     snap_post = calls.index(("POST", f"/nodes/pve1/qemu/{HUB_VMID}/snapshot"))
-    assert any(m == "GET" and "/tasks/" in p for m, p in calls[snap_post:])
-    assert ("GET", f"/nodes/pve1/qemu/{HUB_VMID}/snapshot") in calls[snap_post:]
+    status = next(i for i, (m, p) in enumerate(calls) if m == "GET" and "/tasks/" in p and i > snap_post)
+    verify = ("GET", f"/nodes/pve1/qemu/{HUB_VMID}/snapshot/{cp['snapname']}/config")
+    assert verify in calls[status:]
 
     # Every transition is audited, in order.
     with hubenv.hub().db.session() as s:

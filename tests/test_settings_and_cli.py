@@ -44,8 +44,14 @@ def test_missing_proxmox_setting_is_named(sqlite_hubenv: HubEnv) -> None:
 
     from tests.conftest import HUBCTL
 
-    result = subprocess.run([*HUBCTL, "checkpoint", "create"], env=env, capture_output=True, text=True,
-                            cwd=sqlite_hubenv.tmp, timeout=60)
+    result = subprocess.run(
+        [*HUBCTL, "checkpoint", "create"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=sqlite_hubenv.tmp,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "HUB_NODE" in one_line_error(result.stderr)
 
@@ -74,7 +80,9 @@ def test_json_errors_still_print_one_document(sqlite_hubenv: HubEnv) -> None:
     assert "no checkpoint" in json.loads(result.stdout)["error"]
 
 
-def test_config_file_is_read_and_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key in list(__import__("os").environ):
         if key.startswith("HUB_"):
             monkeypatch.delenv(key)
@@ -131,8 +139,10 @@ def test_pre_operation_checkpoints_first_and_audits_the_outcome(sqlite_hubenv: H
     from runtime.db import AuditEntry
 
     with hub.db.session() as s:
-        ops = [(e.outcome, e.details["reason"]) for e in s.scalars(select(AuditEntry).where(
-            AuditEntry.action == "operation"))]
+        ops = [
+            (e.outcome, e.details["reason"])
+            for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "operation"))
+        ]
     assert ops == [("completed", "upgrade postgres"), ("failed", "risky")]
 
 

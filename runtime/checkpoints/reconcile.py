@@ -250,9 +250,9 @@ class Reconciler:
     def _remove(self, node: str, vmid: int, name: str, *, force: bool) -> None:
         if not naming.is_hub_snapname(name):  # belt and braces: ownership was checked by the caller
             raise AssertionError(f"refusing to remove foreign snapshot {name}")
-        upid = self.proxmox.delete_snapshot(node, vmid, name=name, force=force)
-        if upid is not None:
-            self.proxmox.wait_task(upid, timeout=self.settings.task_timeout_seconds)
+        self.proxmox.remove_snapshot(
+            node, vmid, name=name, force=force, timeout=self.settings.task_timeout_seconds
+        )
 
     def _set_status(
         self, row: dict[str, Any], status: CheckpointStatus, *, error: str | None, why: str

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from apscheduler.schedulers.background import BackgroundScheduler  # pyright: ignore[reportMissingTypeStubs]
+from apscheduler.triggers.base import BaseTrigger  # pyright: ignore[reportMissingTypeStubs]
 from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
 from sqlalchemy import func, select
 
@@ -76,20 +77,23 @@ class CheckpointScheduler:
         db: Database,
         job: Callable[[], object],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        trigger: BaseTrigger | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.job = job
         self.clock = clock
+        # The lab passes an accelerated trigger; everything else uses the configured schedule.
+        self._trigger = trigger
         self._scheduler = BackgroundScheduler(timezone=UTC)
 
     @property
     def enabled(self) -> bool:
-        return trigger_for(self.settings) is not None
+        return (self._trigger or trigger_for(self.settings)) is not None
 
     def start(self) -> bool:
         """Start firing; returns whether a catch-up run was due (it is started in the background)."""
-        trigger = trigger_for(self.settings)
+        trigger = self._trigger or trigger_for(self.settings)
         if trigger is None:
             return False
         assert self.settings.vmid is not None

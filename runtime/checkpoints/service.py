@@ -306,9 +306,9 @@ class CheckpointService:
     def _delete_snapshot(self, node: str, vmid: int, name: str, *, force: bool) -> None:
         if not naming.is_hub_snapname(name):
             raise OperationError(f"refusing to delete {name}: not a Hub snapshot name")
-        upid = self.proxmox.delete_snapshot(node, vmid, name=name, force=force)
-        if upid is not None:
-            self.proxmox.wait_task(upid, timeout=self.settings.task_timeout_seconds)
+        self.proxmox.remove_snapshot(
+            node, vmid, name=name, force=force, timeout=self.settings.task_timeout_seconds
+        )
 
     # ------------------------------------------------------------------ prune
 
@@ -373,7 +373,7 @@ class CheckpointService:
                 setattr(cp, key, value)
 
     def _find(self, node: str, vmid: int, name: str) -> Snapshot | None:
-        return next((snap for snap in self.proxmox.list_snapshots(node, vmid) if snap.name == name), None)
+        return self.proxmox.get_snapshot(node, vmid, name)
 
     def _vmid(self, vmid: int | None) -> int:
         self.settings.require_proxmox()

@@ -7,7 +7,8 @@ expected failure prints one line, never a traceback.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -80,6 +81,21 @@ def health(json_output: JsonOption = False) -> None:
     output.emit(doc, "\n".join(lines))
     if doc["status"] == "critical":
         raise typer.Exit(1)
+
+
+@app.command()
+def lab(
+    once: Annotated[bool, typer.Option("--once", help="Run the scripted walk-through, then exit.")] = False,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the lab keeps its state.")] = Path(
+        ".hub-lab"
+    ),
+) -> None:
+    """The whole Hub on this machine against a local Proxmox simulator (SQLite, in-process jobs)."""
+    from runtime.lab.walkthrough import run as run_lab
+
+    code = run_lab(once=once, root=state_dir.resolve(), console=output.console)
+    if code:
+        raise typer.Exit(code)
 
 
 app.command("promote", help="Promote stack settings from one Pulumi stack to another (dev -> prod).")(promote)

@@ -45,10 +45,12 @@ _LOCKED = re.compile(r"can't lock file .* got timeout|VM is locked \(|is locked 
 _QUORUM = re.compile(r"no quorum|cluster not ready")
 _MISSING = re.compile(r"does not exist|no such (vm|snapshot|task)|not found", re.IGNORECASE)
 
-# Task polling: ask at once (most snapshot tasks of a small VM are already done), then back off so
-# a long task costs a handful of requests rather than one per second.
-_POLL_FIRST = 0.25
-_POLL_MAX = 2.0
+# Task polling: ask at once (a snapshot of a small VM without RAM state can already be done), then
+# once a second as PVE's own task viewer does; a task still running after a minute is a long one
+# (a VM with a large RAM state), and is polled every 5 s so it costs a few requests, not hundreds.
+_POLL_EVERY = 1.0
+_POLL_LONG_AFTER = 60.0
+_POLL_LONG = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,29 @@ class ProxmoxClient:
             if row.get("name") != "current"
         ]
 
+    def get_snapshot(self, node: str, vmid: int, name: str) -> Snapshot | None:
+        """One snapshot by name (its config section), or None if the VM has no such snapshot.
+
+        Cheaper than listing every snapshot: the answer does not grow with the VM's history."""
+
+        def read() -> Snapshot | None:
+            try:
+                cfg: dict[str, Any] = _translated(
+                    lambda: self._api.nodes(node).qemu(vmid).snapshot(name).config.get()
+                )
+            except ProxmoxNotFound:
+                return None
+            return Snapshot(
+                name=name,
+                description=str(cfg.get("description") or ""),
+                snaptime=int(cfg["snaptime"]) if cfg.get("snaptime") else None,
+                parent=cfg.get("parent"),
+                vmstate=bool(cfg.get("vmstate")),
+                snapstate=cfg.get("snapstate"),
+            )
+
+        return self._retrying(read)
+
     def task_status(self, upid: str) -> dict[str, Any]:
         node = upid_node(upid)
         return self._retrying(lambda: self._api.nodes(node).tasks(upid).status.get())
@@ -219,7 +244,9 @@ class ProxmoxClient:
         def delete() -> str | None:
             try:
                 params = {"force": 1} if force else {}
-                return str(self._api.nodes(node).qemu(vmid).snapshot(name).delete(**params))
+                return str(
+                    _translated(lambda: self._api.nodes(node).qemu(vmid).snapshot(name).delete(**params))
+                )
             except ProxmoxNotFound:
                 return None
 
@@ -231,6 +258,18 @@ class ProxmoxClient:
             lambda: self._api.nodes(node).qemu(vmid).snapshot(name).config.put(description=description)
         )
 
+    def remove_snapshot(self, node: str, vmid: int, *, name: str, force: bool, timeout: float) -> bool:
+        """Delete the snapshot and wait for the task. Idempotent: False when it was already gone
+        (PVE reports that inside the task, as ``snapshot 'x' does not exist``)."""
+        upid = self.delete_snapshot(node, vmid, name=name, force=force)
+        if upid is None:
+            return False
+        try:
+            self.wait_task(upid, timeout=timeout)
+        except ProxmoxNotFound:
+            return False
+        return True
+
     def rollback_snapshot(self, node: str, vmid: int, *, name: str, start: bool = True) -> str:
         return self._retrying(
             lambda: str(self._api.nodes(node).qemu(vmid).snapshot(name).rollback.post(start=int(start)))
@@ -240,8 +279,8 @@ class ProxmoxClient:
 
     def wait_task(self, upid: str, *, timeout: float) -> TaskResult:
         """Poll the task until it stops; raise ProxmoxTaskFailed unless it ended OK or with warnings."""
-        deadline = time.monotonic() + timeout
-        delay = _POLL_FIRST
+        started = time.monotonic()
+        deadline = started + timeout
         while True:
             status = self.task_status(upid)
             if status.get("status") == "stopped":
@@ -252,8 +291,8 @@ class ProxmoxClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProxmoxTaskTimeout(f"task {upid} still running after {timeout:.0f}s", upid=upid)
+            delay = _POLL_LONG if time.monotonic() - started > _POLL_LONG_AFTER else _POLL_EVERY
             self._sleep(min(delay, remaining))
-            delay = min(delay * 2, _POLL_MAX)
 
     # --------------------------------------------------------------- plumbing
 
@@ -319,6 +358,8 @@ def _http_error(exc: ResourceException) -> ProxmoxError:
 
 
 def _task_error(upid: str, exitstatus: str) -> ProxmoxError:
+    if re.search(r"snapshot '[^']+' does not exist", exitstatus):
+        return ProxmoxNotFound(f"Proxmox task failed: {exitstatus}")
     if _LOCKED.search(exitstatus):
         return ProxmoxLockedError(f"the VM is locked by another task: {exitstatus}")
     if _QUORUM.search(exitstatus):

@@ -1,0 +1,1 @@
+"""The lab: the whole Hub on one machine without Proxmox (``hubctl lab``)."""

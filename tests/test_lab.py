@@ -1,0 +1,56 @@
+"""The README's main command ends in `hubctl lab`; its scripted walk-through must pass."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_lab_once_walks_through_and_cleans_up(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime", "lab", "--once", "--state-dir", str(tmp_path / "lab")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    for step in ("1. health", "2. checkpoint", "3. scheduled checkpoints", "4. crash", "5. health again"):
+        assert step in out
+    assert "lab walk-through complete" in out
+    assert "left 'creating'" in out and "database and Proxmox agree again" in out
+    assert "simulator stopped" in out
+    # Every process the lab started is gone: nothing is still running with the lab's state dir.
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path / "lab") not in ps
+
+
+def test_fakepve_is_never_imported_by_runtime_code() -> None:
+    """fakepve is AGPL: only the lab's simulator process may import it, nothing else in runtime/."""
+    allowed = {REPO / "runtime" / "lab" / "simulator.py"}
+    offenders = []
+    for path in (REPO / "runtime").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.split(".")[0] == "fakepve" for n in names) and path not in allowed:
+                offenders.append(str(path))
+    assert offenders == []
+    probe = (
+        "import sys, runtime.cli, runtime.lab.walkthrough, runtime.lab.processes; "
+        "print('fakepve' in sys.modules)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert loaded.stdout.strip() == "False"
