@@ -29,7 +29,7 @@ pytest:
 	CI=$${CI:-true} .venv/bin/pytest $(PYTEST_ARGS)
 
 bench: setup
-	.venv/bin/python -m benchmarks.checkpoint
+	.venv/bin/python -m benchmarks.checkpoint --write docs/benchmarks-checkpoint.md
 
 clean:
 	scripts/services.sh stop || true

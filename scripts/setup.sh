@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 UV_VERSION=0.13.9
 if [[ "${1:-}" == "--system" ]]; then
     missing=()
-    for pkg in postgresql redis-server; do
+    for pkg in postgresql redis-server nginx-light; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if ((${#missing[@]})); then

@@ -157,6 +157,10 @@ def schedule(
         output.emit(doc, f"schedule {doc['schedule']} (UTC); next: {doc['next'] or 'never (manual)'}")
         return
     svc = hub.checkpoints
+    # A scheduler is a long-running Hub process: start from a database that agrees with Proxmox.
+    report = hub.reconciler.run()
+    if report.changes:
+        output.console.print(f"reconciled {len(report.changes)} checkpoint(s) at start")
     scheduler = CheckpointScheduler(
         settings=hub.settings,
         db=hub.db,
