@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     source_vmid: int | None = Field(default=None, ge=100, le=999_999_999)
     source_checkpoint: str | None = None
 
+    # The service: how long start-up waits for the database, and how often the health loop runs.
+    db_wait_seconds: float = Field(default=60.0, ge=0)
+    health_interval_seconds: float = Field(default=30.0, gt=0)
+    worker_threads: int = Field(default=2, ge=1, le=32)
+
     hub_type: str = "production"
     hub_label: str | None = None
     experiment: str | None = None

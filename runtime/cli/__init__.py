@@ -17,6 +17,7 @@ from runtime.cli import checkpoint, output
 from runtime.cli.common import JsonOption, hub_from_settings
 from runtime.cli.promote import promote
 from runtime.errors import HubError, UsageError
+from runtime.settings import load_settings
 
 app = typer.Typer(
     name="hubctl",
@@ -81,6 +82,62 @@ def health(json_output: JsonOption = False) -> None:
     output.emit(doc, "\n".join(lines))
     if doc["status"] == "critical":
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+) -> None:
+    """Run the Hub service: HTTP API, job workers, scheduler and health loop (Ctrl-C/SIGTERM stops)."""
+    from runtime.service import serve as run_service
+
+    settings = load_settings()
+    run_service(settings, host=host, port=port, say=lambda m: output.errors.print(f"hub: {m}", markup=False))
+
+
+token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str | None, typer.Option("--name", help="A name to recognise and revoke it by.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create an API token; it is shown once and stored only as a hash."""
+    from runtime.api.tokens import TokenStore
+
+    output.set_json(json_output)
+    created = TokenStore(hub_from_settings().ready_db()).create(name=name, actor="hubctl")
+    output.emit(created, f"token {created['name']}: {created['token']}\n(shown once; store it now)")
+
+
+@token_app.command("list")
+def token_list(json_output: JsonOption = False) -> None:
+    """API tokens (names and dates, never the secrets)."""
+    from runtime.api.tokens import TokenStore
+
+    output.set_json(json_output)
+    tokens = TokenStore(hub_from_settings().ready_db()).list()
+    lines = [
+        f"{t['name']:<24} created {t['created_at']}  "
+        + (f"revoked {t['revoked_at']}" if t["revoked_at"] else f"last used {t['last_used_at'] or 'never'}")
+        for t in tokens
+    ]
+    output.emit({"tokens": tokens}, "\n".join(lines) or "no tokens")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="Token name.")], json_output: JsonOption = False
+) -> None:
+    """Revoke a token: every later request with it gets 401."""
+    from runtime.api.tokens import TokenStore
+
+    output.set_json(json_output)
+    revoked = TokenStore(hub_from_settings().ready_db()).revoke(name=name, actor="hubctl")
+    output.emit(revoked, f"token {revoked['name']} revoked at {revoked['revoked_at']}")
 
 
 @app.command()

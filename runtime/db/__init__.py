@@ -1,6 +1,25 @@
 """Persistence: tables, sessions and migrations."""
 
-from runtime.db.models import AuditEntry, Base, Checkpoint, CheckpointKind, CheckpointStatus
+from runtime.db.models import (
+    ApiToken,
+    AuditEntry,
+    Base,
+    Checkpoint,
+    CheckpointKind,
+    CheckpointStatus,
+    Job,
+    JobState,
+)
 from runtime.db.session import Database
 
-__all__ = ["AuditEntry", "Base", "Checkpoint", "CheckpointKind", "CheckpointStatus", "Database"]
+__all__ = [
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "Checkpoint",
+    "CheckpointKind",
+    "CheckpointStatus",
+    "Database",
+    "Job",
+    "JobState",
+]

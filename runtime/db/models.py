@@ -118,6 +118,72 @@ class AuditEntry(Base):
         }
 
 
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Job(Base):
+    """A long operation requested through the API or the scheduler. The row is the job's truth: the
+    queue only carries its id, so state, progress, result and error survive any restart."""
+
+    __tablename__ = "hub_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    progress: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_hub_jobs_state", "state"), Index("ix_hub_jobs_created_at", "created_at"))
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "params": self.params,
+            "state": self.state,
+            "actor": self.actor,
+            "progress": self.progress,
+            "result": self.result,
+            "error": self.error,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+class ApiToken(Base):
+    """API bearer tokens. Only a SHA-256 of the secret part is stored: the tokens are 256-bit random
+    values, so a slow password hash would add nothing but latency to every request."""
+
+    __tablename__ = "hub_api_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "created_at": _iso(self.created_at),
+            "revoked_at": _iso(self.revoked_at),
+            "last_used_at": _iso(self.last_used_at),
+        }
+
+
 def new_uuid() -> str:
     return str(uuidlib.uuid4())
 

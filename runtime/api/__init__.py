@@ -1,0 +1,1 @@
+"""The Hub's HTTP API (FastAPI): a thin layer over the services; errors mapped in one place."""

@@ -1,0 +1,45 @@
+"""Domain errors to HTTP, in one place. Services raise typed errors and never know about HTTP."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from runtime.errors import (
+    DatabaseError,
+    HubError,
+    LockBackendError,
+    LockBusyError,
+    NotFoundError,
+    OperationError,
+    UsageError,
+)
+from runtime.proxmox import ProxmoxError
+
+# Most specific first: the first class an error is an instance of decides its status.
+STATUS: list[tuple[type[HubError], int, str]] = [
+    (NotFoundError, 404, "not_found"),
+    (UsageError, 422, "invalid"),
+    (LockBusyError, 409, "busy"),
+    (LockBackendError, 503, "lock_backend_unavailable"),
+    (DatabaseError, 503, "database_unavailable"),
+    (ProxmoxError, 502, "proxmox_error"),
+    (OperationError, 500, "operation_failed"),
+    (HubError, 500, "error"),
+]
+
+
+def status_for(exc: HubError) -> tuple[int, str]:
+    for cls, status, code in STATUS:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, "error"
+
+
+def install(app: FastAPI) -> None:
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HubError)
+        status, code = status_for(exc)
+        return JSONResponse({"error": code, "detail": str(exc)}, status_code=status)
+
+    app.add_exception_handler(HubError, handle)

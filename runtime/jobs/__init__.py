@@ -1,0 +1,1 @@
+"""Long operations as jobs: durable rows in the database, executed through Dramatiq."""

@@ -1,0 +1,125 @@
+"""Submitting and running jobs through Dramatiq.
+
+With ``HUB_REDIS_URL`` the broker is Dramatiq's Redis broker: messages survive a restart and a
+message taken by a worker that died is redelivered. On the embedded default it is Dramatiq's
+in-memory StubBroker, consumed by the same Worker threads in this process: the same code path,
+only the transport differs. Either way the queue carries only the job id; the database row is the
+job (see store.py), and at start every job still ``queued`` there is enqueued again (the claim makes
+duplicates harmless), so nothing queued is lost when the in-memory broker goes away with a process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+
+from runtime import audit
+from runtime.errors import HubError
+from runtime.jobs.handlers import handler_for
+from runtime.jobs.store import JobStore
+from runtime.wiring import Hub
+
+log = logging.getLogger(__name__)
+QUEUE = "hub"
+ACTOR = "hub_job"
+
+
+class JobQueue:
+    def __init__(self, hub: Hub, *, worker_threads: int = 2) -> None:
+        self.hub = hub
+        self.store = JobStore(hub.ready_db())
+        url = hub.settings.redis_url
+        self.broker: dramatiq.Broker = RedisBroker(url=url) if url else StubBroker()
+        # Our jobs are not retried by the queue: a failed checkpoint is a result to report, and the
+        # operation's own retries (Proxmox client) already ran.
+        self.actor: dramatiq.Actor[[str], None] = dramatiq.Actor(
+            self._run,
+            broker=self.broker,
+            actor_name=ACTOR,
+            queue_name=QUEUE,
+            priority=0,
+            options={"max_retries": 0, "time_limit": int(hub.settings.task_timeout_seconds * 3 * 1000)},
+        )
+        self.worker_threads = worker_threads
+        self._worker: dramatiq.Worker | None = None
+
+    # ---------------------------------------------------------------- submit
+
+    def submit(self, kind: str, params: dict[str, Any], *, actor: str) -> dict[str, Any]:
+        handler_for(kind)  # unknown kinds are refused before anything is written
+        job = self.store.create(kind=kind, params=params, actor=actor)
+        with self.hub.ready_db().session() as s:
+            audit.record(
+                s,
+                actor=actor,
+                action="job.submit",
+                target=job["id"],
+                outcome="queued",
+                details={"kind": kind, "params": params},
+            )
+        self.actor.send(job["id"])
+        return job
+
+    # --------------------------------------------------------------- workers
+
+    def start_workers(self) -> None:
+        """Start worker threads in this process, after re-enqueueing what a previous process left."""
+        for job_id in self.store.queued_ids():
+            self.actor.send(job_id)
+        self._worker = dramatiq.Worker(self.broker, queues={QUEUE}, worker_threads=self.worker_threads)
+        self._worker.start()
+
+    def stop_workers(self, *, timeout_ms: int = 30_000) -> None:
+        """Stop taking work; the job in progress finishes (or is left to reconcile after timeout)."""
+        if self._worker is not None:
+            self._worker.stop(timeout=timeout_ms)
+            self._worker = None
+        self.broker.close()
+
+    def join(self, *, timeout_ms: int = 60_000) -> None:
+        """Wait until the queue is empty and no job runs (tests, the lab)."""
+        if isinstance(self.broker, StubBroker):
+            self.broker.join(QUEUE, timeout=timeout_ms)
+        if self._worker is not None:
+            self._worker.join()
+
+    # ------------------------------------------------------------------- run
+
+    def _run(self, job_id: str) -> None:
+        job = self.store.claim(job_id)
+        if job is None:
+            return  # already run (duplicate delivery) or finished
+        handler = handler_for(job["kind"])
+        actor = job["actor"]
+
+        def progress(message: str) -> None:
+            self.store.progress(job_id, message)
+
+        try:
+            result = handler(self.hub, job["params"], progress, actor)
+        except HubError as exc:
+            self.store.finish(job_id, error=str(exc))
+            self._audit(job, "failed", {"error": str(exc)})
+            return
+        except Exception as exc:  # a bug: keep the traceback in the log, the message in the job
+            log.exception("job %s (%s) crashed", job_id, job["kind"])
+            self.store.finish(job_id, error=f"internal error: {type(exc).__name__}: {exc}")
+            self._audit(job, "failed", {"error": f"internal error: {type(exc).__name__}"})
+            return
+        self.store.finish(job_id, result=result)
+        self._audit(job, "succeeded", {})
+
+    def _audit(self, job: dict[str, Any], outcome: str, details: dict[str, Any]) -> None:
+        with self.hub.ready_db().session() as s:
+            audit.record(
+                s,
+                actor=job["actor"],
+                action=f"job.{job['kind']}",
+                target=job["id"],
+                outcome=outcome,
+                details=details,
+            )

@@ -1,0 +1,103 @@
+"""The durable side of jobs: one row per job, written only through these functions.
+
+The queue carries nothing but the job id. Claiming is a compare-and-set (``queued`` -> ``running``)
+so a message delivered twice (Redis redelivery after a worker died, or the re-enqueue at start) runs
+the job at most once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, func, select, update
+
+from runtime.db import Database, Job, JobState
+from runtime.db.models import new_uuid
+from runtime.errors import NotFoundError
+
+MAX_PROGRESS_LINES = 200
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, *, kind: str, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            job = Job(
+                id=new_uuid(),
+                kind=kind,
+                params=params,
+                state=JobState.QUEUED.value,
+                actor=actor,
+                progress=[],
+                created_at=datetime.now(UTC),
+            )
+            s.add(job)
+            s.flush()
+            return job.to_public()
+
+    def claim(self, job_id: str) -> dict[str, Any] | None:
+        """Move the job from queued to running; None if someone else already did (or it is done)."""
+        with self.db.session() as s:
+            result = cast(
+                CursorResult[Any],
+                s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+                    .values(state=JobState.RUNNING.value, started_at=datetime.now(UTC))
+                ),
+            )
+            if not result.rowcount:
+                return None
+            return s.get_one(Job, job_id).to_public()
+
+    def progress(self, job_id: str, message: str) -> None:
+        with self.db.session() as s:
+            job = s.get_one(Job, job_id)
+            job.progress = [*job.progress, message][-MAX_PROGRESS_LINES:]
+
+    def finish(self, job_id: str, *, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+        with self.db.session() as s:
+            job = s.get_one(Job, job_id)
+            job.state = JobState.FAILED.value if error is not None else JobState.SUCCEEDED.value
+            job.result = result
+            job.error = error
+            job.finished_at = datetime.now(UTC)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise NotFoundError(f"no job with id {job_id}")
+            return job.to_public()
+
+    def page(
+        self, *, state: JobState | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        with self.db.session() as s:
+            query = select(Job)
+            count = select(func.count()).select_from(Job)
+            if state is not None:
+                query = query.where(Job.state == state.value)
+                count = count.where(Job.state == state.value)
+            rows = s.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset))
+            return [j.to_public() for j in rows], int(s.scalar(count) or 0)
+
+    def queued_ids(self) -> list[str]:
+        with self.db.session() as s:
+            return list(
+                s.scalars(select(Job.id).where(Job.state == JobState.QUEUED.value).order_by(Job.created_at))
+            )
+
+    def fail_interrupted(self) -> list[str]:
+        """Jobs left 'running' by a process that died: failed, with the reason. Their side effects
+        on Proxmox are settled by reconcile, which the service runs at start before this."""
+        with self.db.session() as s:
+            rows = list(s.scalars(select(Job).where(Job.state == JobState.RUNNING.value)))
+            for job in rows:
+                job.state = JobState.FAILED.value
+                job.error = "interrupted: the process running it stopped; reconcile settled its effects"
+                job.finished_at = datetime.now(UTC)
+            return [j.id for j in rows]
