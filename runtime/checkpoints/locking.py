@@ -11,7 +11,10 @@ machines snapshot the same VM at once.
 
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
+import uuid
 from collections.abc import Generator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -59,9 +62,11 @@ class RedisLocks:
 
     @contextmanager
     def hold(self, name: str, *, wait: float) -> Generator[None, None, None]:
-        lock = self._client.lock(f"hub:lock:{name}", timeout=self.ttl, blocking_timeout=wait)
+        key = f"hub:lock:{name}"
+        lock = self._client.lock(key, timeout=self.ttl, blocking_timeout=wait)
         try:
-            acquired = lock.acquire(blocking=True)
+            self._break_if_stale(key)
+            acquired = lock.acquire(blocking=True, token=holder_token())
         except redis.exceptions.RedisError as exc:
             raise LockBackendError(
                 f"Redis ({_safe(self.url)}) is configured for locks but unreachable: {exc}; refusing to run "
@@ -78,6 +83,49 @@ class RedisLocks:
                 pass  # expired while we held it: the next holder owns it now, nothing to release
             except redis.exceptions.RedisError:
                 pass  # Redis went away; the lock expires by itself after its TTL
+
+    def _break_if_stale(self, key: str) -> None:
+        """Free a lock whose holder was a process on this machine that no longer exists.
+
+        A killed holder cannot release its Redis lock, and waiting out the TTL would stall the
+        restarted service's reconcile for minutes. The token names host, pid and the process's start
+        time (pids are reused, and in a container the service is pid 1 after every restart), so only
+        a provably dead local holder is broken, atomically and only if the value is still its own.
+        """
+        raw = self._client.get(key)
+        if not isinstance(raw, bytes):
+            return
+        value = raw.decode(errors="replace")
+        if _holder_alive(value):
+            return
+        self._client.eval(_DELETE_IF_EQUAL, 1, key, value)  # pyright: ignore[reportUnknownMemberType]
+
+
+_DELETE_IF_EQUAL = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+
+
+def holder_token() -> str:
+    """``host:pid:start-time:random``: who holds a lock, precisely enough to tell it died."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '?'}:{uuid.uuid4().hex}"
+
+
+def _holder_alive(token: str) -> bool:
+    """False only when the token names a process on this host that is gone; True when unsure."""
+    parts = token.split(":")
+    if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1].isdigit() or parts[2] == "?":
+        return True
+    return _start_time(int(parts[1])) == parts[2]
 
 
 def locks_for(settings: Settings) -> FileLocks | RedisLocks:
