@@ -21,11 +21,19 @@ def test_lab_once_walks_through_and_cleans_up(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    for step in ("1. health", "2. checkpoint", "3. scheduled checkpoints", "4. crash", "5. health again"):
+    for step in (
+        "1. health",
+        "2. checkpoint",
+        "3. scheduled checkpoints",
+        "4. crash",
+        "5. the API",
+        "6. health again",
+    ):
         assert step in out
     assert "lab walk-through complete" in out
     assert "left 'creating'" in out and "database and Proxmox agree again" in out
-    assert "simulator stopped" in out
+    assert "POST /api/v1/checkpoints -> 202" in out and "job succeeded" in out
+    assert "simulator stopped" in out and "API stopped" in out
     # Every process the lab started is gone: nothing is still running with the lab's state dir.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path / "lab") not in ps

@@ -164,7 +164,7 @@ class CheckpointService:
             raise ProxmoxError(f"snapshot {row['snapname']} is not in the VM's snapshot list after its task")
         if not snap.complete:
             raise ProxmoxError(f"snapshot {row['snapname']} is incomplete (snapstate {snap.snapstate})")
-        self.progress(f"verified {row['snapname']} in the snapshot list")
+        self.progress(f"verified {row['snapname']} on Proxmox: present and complete")
 
     def _complete(self, row: dict[str, Any]) -> dict[str, Any]:
         now = self.clock()

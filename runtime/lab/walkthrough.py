@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
 from apscheduler.triggers.interval import IntervalTrigger  # pyright: ignore[reportMissingTypeStubs]
 from rich.console import Console
 from rich.panel import Panel
@@ -39,6 +41,7 @@ class Lab:
         self.console = console
         self.sim: Simulator | None = None
         self.hub: Hub | None = None
+        self.api: subprocess.Popen[str] | None = None
 
     # --------------------------------------------------------------- set-up
 
@@ -82,6 +85,14 @@ class Lab:
         return env
 
     def stop(self) -> None:
+        if self.api is not None and self.api.poll() is None:
+            self.api.send_signal(signal.SIGTERM)
+            try:
+                self.api.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.api.kill()
+                self.api.wait(timeout=10)
+            self.console.print("[green]✓[/] API stopped")
         if self.hub is not None:
             self.hub.close()
         if self.sim is not None:
@@ -149,6 +160,50 @@ class Lab:
             f"[green]✓[/] {count} scheduled checkpoints; retention (keep-last 3) pruned the rest"
         )
 
+    def start_api(self) -> tuple[str, str]:
+        """Run the real service (``hubctl serve``) on a loopback port; returns (url, token)."""
+        from runtime.api.tokens import TokenStore
+
+        assert self.hub is not None
+        token = TokenStore(self.hub.ready_db()).create(name="lab", actor="lab")["token"]
+        port = _free_port()
+        self.api = subprocess.Popen(
+            [sys.executable, "-m", "runtime", "serve", "--port", str(port)],
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("the API did not come up")
+        self.console.print(f"[green]✓[/] API at {url} (OpenAPI at {url}/docs), bearer token created")
+        return url, token
+
+    def checkpoint_via_api(self, url: str, token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        created = requests.post(
+            url + "/api/v1/checkpoints", json={"reason": "lab: through the API"}, headers=headers, timeout=30
+        )
+        job = created.json()
+        self.console.print(f"   POST /api/v1/checkpoints -> {created.status_code}, job {job['id']}")
+        deadline = time.monotonic() + 60
+        while job["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+            time.sleep(0.3)
+            job = requests.get(url + f"/api/v1/jobs/{job['id']}", headers=headers, timeout=30).json()
+        for line in job["progress"]:
+            self.console.print(f"   · job: {line}")
+        if job["state"] != "succeeded":
+            raise RuntimeError(f"the API checkpoint job failed: {job['error']}")
+        self.console.print(f"[green]✓[/] job {job['state']}: checkpoint {job['result']['uuid']} completed")
+
     def crash_and_reconcile(self) -> None:
         assert self.hub is not None
         self.console.print(
@@ -175,6 +230,12 @@ class Lab:
         self.console.print("[green]✓[/] database and Proxmox agree again")
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run(*, once: bool, root: Path, console: Console) -> int:
     lab = Lab(root=root, console=console)
     try:
@@ -195,7 +256,10 @@ def run(*, once: bool, root: Path, console: Console) -> int:
         lab.step("4. crash mid-checkpoint, then reconcile")
         lab.crash_and_reconcile()
         lab.checkpoint_table()
-        lab.step("5. health again")
+        lab.step("5. the API: the service (hubctl serve) with in-process jobs")
+        url, token = lab.start_api()
+        lab.checkpoint_via_api(url, token)
+        lab.step("6. health again")
         lab.health()
         if once:
             console.print("[bold green]lab walk-through complete[/]")
