@@ -193,7 +193,7 @@ def test_jobs_survive_a_crash_and_restart(
         svc.stop()
 
 
-def test_schemathesis_finds_no_server_error(service: Service) -> None:
+def test_schemathesis_finds_no_server_error(service: Service, tmp_path: Path) -> None:
     """Generated requests over the served OpenAPI schema, with a valid token: no 5xx anywhere."""
     result = subprocess.run(
         [
@@ -214,6 +214,7 @@ def test_schemathesis_finds_no_server_error(service: Service) -> None:
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,  # schemathesis keeps its example database in the working directory
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     summary = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
