@@ -48,14 +48,19 @@ class Hub:
 
     @cached_property
     def checkpoints(self) -> CheckpointService:
+        return self.checkpoint_service(progress=self.progress, actor=self.actor)
+
+    def checkpoint_service(self, *, progress: Callable[[str], None], actor: str) -> CheckpointService:
+        """A checkpoint service sharing this Hub's database, client and locks (one per job, so each
+        job's progress lands on its own row)."""
         self.settings.require_proxmox()
         return CheckpointService(
             settings=self.settings,
             db=self.ready_db(),
             proxmox=self.proxmox,
             locks=self.locks,
-            actor=self.actor,
-            progress=self.progress,
+            actor=actor,
+            progress=progress,
         )
 
     def checkpoints_readonly(self) -> CheckpointQueries:
@@ -63,13 +68,12 @@ class Hub:
 
     @cached_property
     def reconciler(self) -> Reconciler:
+        return self.reconciler_for(actor=self.actor)
+
+    def reconciler_for(self, *, actor: str) -> Reconciler:
         self.settings.require_proxmox()
         return Reconciler(
-            settings=self.settings,
-            db=self.ready_db(),
-            proxmox=self.proxmox,
-            locks=self.locks,
-            actor=self.actor,
+            settings=self.settings, db=self.ready_db(), proxmox=self.proxmox, locks=self.locks, actor=actor
         )
 
     def close(self) -> None:

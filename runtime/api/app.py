@@ -141,9 +141,7 @@ def create_app(*, hub: Hub, queue: JobQueue, metrics: Metrics) -> FastAPI:
     def create_checkpoint(
         actor: Caller, queue: QueueDep, body: CheckpointCreate, response: Response
     ) -> dict[str, Any]:
-        job = queue.submit("checkpoint.create", body.model_dump(exclude_none=True), actor=actor)
-        response.headers["Location"] = f"{API}/jobs/{job['id']}"
-        return job
+        return _accepted(queue, response, "checkpoint.create", body.model_dump(exclude_none=True), actor)
 
     @app.delete(
         f"{API}/checkpoints/{{uuid}}",
@@ -156,9 +154,7 @@ def create_app(*, hub: Hub, queue: JobQueue, metrics: Metrics) -> FastAPI:
         actor: Caller, hub: HubDep, queue: QueueDep, uuid: str, response: Response
     ) -> dict[str, Any]:
         cp = CheckpointQueries(hub.ready_db()).show(_canonical_uuid(uuid))  # 404 now, not in the job
-        job = queue.submit("checkpoint.delete", {"uuid": cp["uuid"]}, actor=actor)
-        response.headers["Location"] = f"{API}/jobs/{job['id']}"
-        return job
+        return _accepted(queue, response, "checkpoint.delete", {"uuid": cp["uuid"]}, actor)
 
     @app.post(
         f"{API}/checkpoints/prune",
@@ -168,9 +164,7 @@ def create_app(*, hub: Hub, queue: JobQueue, metrics: Metrics) -> FastAPI:
         responses=ERRORS,
     )
     def prune(actor: Caller, queue: QueueDep, body: PruneRequest, response: Response) -> dict[str, Any]:
-        job = queue.submit("checkpoint.prune", body.model_dump(), actor=actor)
-        response.headers["Location"] = f"{API}/jobs/{job['id']}"
-        return job
+        return _accepted(queue, response, "checkpoint.prune", body.model_dump(), actor)
 
     @app.post(
         f"{API}/reconcile",
@@ -180,9 +174,7 @@ def create_app(*, hub: Hub, queue: JobQueue, metrics: Metrics) -> FastAPI:
         responses=ERRORS,
     )
     def reconcile(actor: Caller, queue: QueueDep, response: Response) -> dict[str, Any]:
-        job = queue.submit("reconcile", {}, actor=actor)
-        response.headers["Location"] = f"{API}/jobs/{job['id']}"
-        return job
+        return _accepted(queue, response, "reconcile", {}, actor)
 
     # ------------------------------------------------------------------- jobs
 
@@ -227,6 +219,15 @@ def create_app(*, hub: Hub, queue: JobQueue, metrics: Metrics) -> FastAPI:
         return {"items": items, "total": total, "limit": limit, "offset": offset}
 
     return app
+
+
+def _accepted(
+    queue: JobQueue, response: Response, kind: str, params: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    """Queue the job (audited by the queue) and answer 202 with it and where to follow it."""
+    job = queue.submit(kind, params, actor=actor)
+    response.headers["Location"] = f"{API}/jobs/{job['id']}"
+    return job
 
 
 def _canonical_uuid(value: str, *, what: str = "checkpoint uuid") -> str:

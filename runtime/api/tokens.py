@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from runtime import audit
 from runtime.db import ApiToken, Database
 from runtime.errors import NotFoundError, UsageError
 
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOKEN = re.compile(r"^hub_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
@@ -81,5 +82,9 @@ class TokenStore:
             valid = hmac.compare_digest(expected, _digest(secret))
             if token is None or not valid or token.revoked_at is not None:
                 return None
-            token.last_used_at = datetime.now(UTC)
+            now = datetime.now(UTC)
+            # Recorded at minute resolution: a write per request would serialise every API call
+            # on the database's write lock for a timestamp nobody reads to the second.
+            if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+                token.last_used_at = now
             return token.name

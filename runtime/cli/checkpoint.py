@@ -103,9 +103,7 @@ def protect(
     uuid: Annotated[str, typer.Argument(help="Checkpoint uuid.")], json_output: JsonOption = False
 ) -> None:
     """Exempt a checkpoint from retention (it is then never pruned)."""
-    output.set_json(json_output)
-    cp = hub_from_settings().checkpoints.protect(_uuid(uuid), protected=True)
-    output.emit(cp, output.checkpoint_text(cp))
+    _set_protection(uuid, protected=True, json_output=json_output)
 
 
 @app.command()
@@ -113,8 +111,12 @@ def unprotect(
     uuid: Annotated[str, typer.Argument(help="Checkpoint uuid.")], json_output: JsonOption = False
 ) -> None:
     """Make a protected checkpoint subject to retention again."""
+    _set_protection(uuid, protected=False, json_output=json_output)
+
+
+def _set_protection(uuid: str, *, protected: bool, json_output: bool) -> None:
     output.set_json(json_output)
-    cp = hub_from_settings().checkpoints.protect(_uuid(uuid), protected=False)
+    cp = hub_from_settings().checkpoints.protect(_uuid(uuid), protected=protected)
     output.emit(cp, output.checkpoint_text(cp))
 
 

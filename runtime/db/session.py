@@ -31,6 +31,7 @@ class Database:
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise SettingsError("HUB_DATABASE_URL", f"cannot use {_safe_url(url)}: {exc}") from None
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._ready = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -83,10 +84,14 @@ class Database:
         PostgreSQL is migrated explicitly (``hubctl db upgrade``, or the service's start-up pipeline)
         so that a schema change on a shared database is always a deliberate step.
         """
+        if self._ready:
+            return  # schema changes only through upgrade(); once at head, stays at head for us
         if self.current_revision() == self.head_revision():
+            self._ready = True
             return
         if self.is_sqlite:
             self.upgrade()
+            self._ready = True
             return
         raise DatabaseError("the database schema is not up to date: run `hubctl db upgrade`")
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.service import CheckpointService
 from runtime.db import CheckpointKind
 from runtime.errors import UsageError
@@ -20,15 +19,7 @@ Progress = Callable[[str], None]
 
 
 def _service(hub: Hub, progress: Progress, actor: str) -> CheckpointService:
-    hub.settings.require_proxmox()
-    return CheckpointService(
-        settings=hub.settings,
-        db=hub.ready_db(),
-        proxmox=hub.proxmox,
-        locks=hub.locks,
-        actor=actor,
-        progress=progress,
-    )
+    return hub.checkpoint_service(progress=progress, actor=actor)
 
 
 def checkpoint_create(hub: Hub, params: dict[str, Any], progress: Progress, actor: str) -> dict[str, Any]:
@@ -51,11 +42,7 @@ def checkpoint_prune(hub: Hub, params: dict[str, Any], progress: Progress, actor
 
 
 def reconcile(hub: Hub, params: dict[str, Any], progress: Progress, actor: str) -> dict[str, Any]:
-    hub.settings.require_proxmox()
-    reconciler = Reconciler(
-        settings=hub.settings, db=hub.ready_db(), proxmox=hub.proxmox, locks=hub.locks, actor=actor
-    )
-    return reconciler.run(vmid=params.get("vmid")).to_public()
+    return hub.reconciler_for(actor=actor).run(vmid=params.get("vmid")).to_public()
 
 
 HANDLERS: dict[str, Callable[[Hub, dict[str, Any], Progress, str], dict[str, Any]]] = {
