@@ -62,3 +62,35 @@ def test_fakepve_is_never_imported_by_runtime_code() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert loaded.stdout.strip() == "False"
+
+
+def test_lab_keeps_running_until_ctrl_c_then_cleans_up(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    state = tmp_path / "lab"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "lab", "--state-dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)},
+    )
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 240
+    for line in proc.stdout:
+        seen.append(line)
+        if "stops the lab and every process" in line or time.monotonic() > deadline:
+            break
+    text = "".join(seen)
+    assert "Authorization: Bearer hub_" in text and "/api/v1/checkpoints" in text
+    time.sleep(1)
+    assert proc.poll() is None  # still serving
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert "API stopped" in rest and "simulator stopped" in rest
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(state) not in ps

@@ -264,20 +264,25 @@ def run(*, once: bool, root: Path, console: Console) -> int:
         if once:
             console.print("[bold green]lab walk-through complete[/]")
             return 0
-        console.print(
-            "\nThe lab keeps running. In another shell, with these settings, try `hubctl checkpoint list`:"
-        )
+        console.print(f"\nThe lab keeps running. The API: {url} (docs at {url}/docs), with the header")
+        console.print(f"  Authorization: Bearer {token}")
+        console.print(f"  e.g. curl -H 'Authorization: Bearer {token}' {url}/api/v1/checkpoints")
+        console.print("In another shell, with these settings, try `hubctl checkpoint list`:")
         for key, value in sorted(lab.env().items()):
             if key.startswith("HUB_") and key != "HUB_PROXMOX_API_TOKEN":
                 console.print(f"  export {key}={value}")
-        console.print("  export HUB_PROXMOX_API_TOKEN=<shown once below>")
-        console.print(f"  token: {lab.settings_values()['proxmox_api_token']}")
-        console.print("Ctrl-C stops the lab and every process it started.")
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            console.print("\nstopping...")
+        console.print(f"  export HUB_PROXMOX_API_TOKEN={lab.settings_values()['proxmox_api_token']}")
+        console.print("Ctrl-C (or SIGTERM) stops the lab and every process it started.")
+        stop = threading.Event()
+
+        def on_signal(_signum: int, _frame: object) -> None:
+            stop.set()
+
+        # Installed explicitly: a shell starting us in the background leaves SIGINT ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        stop.wait()
+        console.print("\nstopping...")
         return 0
     finally:
         lab.stop()
