@@ -91,7 +91,7 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
         say(f"serving on http://{host}:{port} (API under /api/v1, liveness at /healthz)")
         server = uvicorn.Server(
             uvicorn.Config(
-                app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=10
+                app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10
             )
         )
         # uvicorn re-raises the signal it caught once it has shut down, to hand it to the handler that

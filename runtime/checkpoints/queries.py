@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from runtime.db import Checkpoint, CheckpointStatus, Database
@@ -34,6 +34,33 @@ class CheckpointQueries:
             return [
                 cp.to_public() for cp in list_rows(s, status=status, vmid=vmid, limit=limit, offset=offset)
             ]
+
+    def page(
+        self,
+        *,
+        status: CheckpointStatus | None = None,
+        vmid: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page and the total, in one transaction (the API's hot path: one session, no ORM
+        identity map for rows that are only serialised)."""
+        where: list[ColumnElement[bool]] = []
+        if status is not None:
+            where.append(Checkpoint.status == status.value)
+        if vmid is not None:
+            where.append(Checkpoint.vm_id == vmid)
+        rows_q = (
+            select(Checkpoint)
+            .where(*where)
+            .order_by(Checkpoint.created_at.desc(), Checkpoint.uuid)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.db.session() as s:
+            total = int(s.scalar(select(func.count()).select_from(Checkpoint).where(*where)) or 0)
+            items = [cp.to_public() for cp in s.scalars(rows_q)]
+        return items, total
 
 
 def list_rows(
