@@ -101,6 +101,7 @@ class HubNetwork(pulumi.ComponentResource):
     task_vnets: list[str]
     isolated: dict[str, IsolatedNet]
     hub_group: str
+    sdn_digest: str
     task_group: str
 
     def __init__(
@@ -120,6 +121,7 @@ class HubNetwork(pulumi.ComponentResource):
             f"{name}-zone", resource_id=zone_id, bridge=config.bridge, nodes=list(nodes), opts=child
         )
         vnets: list[pulumi.Resource] = []
+        declared: list[str] = [f"zone={zone_id} bridge={config.bridge} nodes={','.join(nodes)}"]
 
         def declare(vnet: Vnet | IsolatedNet, alias: str, *, isolate_ports: bool) -> proxmoxve.sdn.Vnet:
             resource = proxmoxve.sdn.Vnet(
@@ -142,6 +144,9 @@ class HubNetwork(pulumi.ComponentResource):
                 opts=child,
             )
             vnets.extend([resource, subnet])
+            declared.append(
+                f"{vnet.vnet} tag={vnet.vlan_tag} cidr={vnet.cidr} gw={vnet.gateway} iso={isolate_ports}"
+            )
             return resource
 
         declare(config.management, "hub management", isolate_ports=False)
@@ -149,8 +154,14 @@ class HubNetwork(pulumi.ComponentResource):
             declare(task, "hub task network (isolated)", isolate_ports=True)
         for net in isolated.values():
             declare(net, f"hub isolated network for {net.owner}", isolate_ports=True)
-        # SDN changes are pending until applied; apply once after every vnet and subnet.
-        proxmoxve.sdn.Applier(f"{name}-apply", opts=pulumi.ResourceOptions(parent=self, depends_on=vnets))
+        # SDN changes stay pending until applied, and the Applier applies only when it is created (or
+        # destroyed). Replacing it whenever the declared SDN changes makes a vnet added for a new
+        # experiment or domain hub exist on the nodes in the same `pulumi up` that clones onto it.
+        self.sdn_digest = hashlib.sha256("\n".join(sorted(declared)).encode()).hexdigest()
+        proxmoxve.sdn.Applier(
+            f"{name}-apply",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=vnets, replacement_trigger=self.sdn_digest),
+        )
 
         mgmt_set, task_set, egress_set = f"{zone_id}-mgmt", f"{zone_id}-tasks", f"{zone_id}-egress"
         task_cidrs = [t.cidr for t in config.tasks] + [n.cidr for n in isolated.values()]
@@ -311,4 +322,11 @@ def task_group_rules(*, mgmt_set: str, config: NetworkConfig) -> list[GroupLegac
         )
         for endpoint in config.allowed_egress
     ]
+    # Last: everything not listed is dropped by the group itself, so a VM in this group has no
+    # internet even if its own output policy was left at ACCEPT.
+    rules.append(
+        GroupLegacyRuleArgs(
+            type="out", action="DROP", comment="no egress except the listed endpoints", log="info"
+        )
+    )
     return rules

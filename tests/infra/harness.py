@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
@@ -43,6 +44,7 @@ class Resource:
     retain_on_delete: bool = False
     parent: str = ""  # the parent's URN
     dependencies: list[str] = field(default_factory=list[str])  # URNs from depends_on and inputs
+    replacement_trigger: Any = None  # ResourceOptions.replacement_trigger, as the engine receives it
 
 
 def _unwrap(value: Any) -> tuple[Any, bool]:
@@ -84,7 +86,7 @@ class Run:
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Resource] = []
-        self.options: dict[tuple[str, str], tuple[bool, bool, str, list[str]]] = {}
+        self.options: dict[tuple[str, str], tuple[bool, bool, str, list[str], Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs: dict[str, Any] = {}
@@ -123,6 +125,9 @@ class RecordingMonitor(MockMonitor):
             bool(request.retainOnDelete),
             request.parent,
             list(request.dependencies),
+            json_format.MessageToDict(request.replacement_trigger)
+            if request.HasField("replacement_trigger")
+            else None,
         )
         return super().RegisterResource(request)
 
@@ -187,5 +192,7 @@ def run_program(
         asyncio.set_event_loop(None)
         runtime_settings.reset_options()
     for res in mocks.resources:
-        res.protect, res.retain_on_delete, res.parent, res.dependencies = mocks.options[(res.type, res.name)]
+        (res.protect, res.retain_on_delete, res.parent, res.dependencies, res.replacement_trigger) = (
+            mocks.options[(res.type, res.name)]
+        )
     return Run(mocks.resources, outputs, capture.messages, exit_code, secret_outputs, stack)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 
 from hubinfra.cloudinit import DEPLOY_FILES, REPO_ROOT, SETTINGS_PATH, parse_user_data
 from hubinfra.privileges import FORBIDDEN_PRIVILEGES, all_privileges
-from tests.infra.harness import TOKEN_SECRET, Run
+from tests.infra.harness import TOKEN_SECRET, Run, run_program
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 FILE = "proxmoxve:index/fileLegacy:FileLegacy"
@@ -22,6 +23,7 @@ RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
 OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
 IPSET = "proxmoxve:firewall/ipsetLegacy:IpsetLegacy"
 VNET = "proxmoxve:sdn/vnet:Vnet"
+APPLIER = "proxmoxve:sdn/applier:Applier"
 
 
 def user_data(run: Run, vm_name: str) -> dict[str, Any]:
@@ -270,3 +272,70 @@ def test_children_are_parented_to_their_components(prod: Run) -> None:
     assert len(top) == 1
     orphans = [r.name for r in prod.resources if r is not top[0] and "hub:stack:HubStack" not in r.parent]
     assert orphans == []
+
+
+def _mgmt_cidr(run: Run) -> ipaddress.IPv4Network:
+    zone = "hubdev" if run.stack == "dev" else "hubprod"
+    ipset = run.one(IPSET, f"ipset-{zone}-mgmt").inputs
+    (cidr,) = [c["name"] for c in ipset["cidrs"]]
+    return ipaddress.IPv4Network(cidr)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_inbound_accept_comes_from_management_only(request: pytest.FixtureRequest, stack: str) -> None:
+    # An ACCEPT without a source accepts from task networks too: the "not from a task net" check
+    # alone would miss it.
+    run: Run = request.getfixturevalue(stack)
+    zone = "hubdev" if stack == "dev" else "hubprod"
+    inbound = [r for r in _rules(run) if r.get("action") == "ACCEPT" and r.get("type") == "in"]
+    assert inbound
+    for rule in inbound:
+        assert rule.get("source") == f"+{zone}-mgmt", rule
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_task_group_is_default_deny_and_never_opens_management(
+    request: pytest.FixtureRequest, stack: str
+) -> None:
+    run: Run = request.getfixturevalue(stack)
+    zone = "hubdev" if stack == "dev" else "hubprod"
+    task_rules = [r for r in _rules(run) if r["owner"] == f"{zone}-task"]
+    # First match wins: the management drop comes before any accept, the catch-all drop last.
+    last = task_rules[-1]
+    assert (last["type"], last["action"]) == ("out", "DROP")
+    assert "dest" not in last and "proto" not in last and "dport" not in last
+    accepts = [i for i, r in enumerate(task_rules) if r["action"] == "ACCEPT"]
+    assert accepts and min(accepts) > 0 and max(accepts) < len(task_rules) - 1
+    mgmt = _mgmt_cidr(run)
+    for index in accepts:
+        rule = task_rules[index]
+        assert rule["type"] == "out"
+        dest = ipaddress.ip_network(rule["dest"])
+        assert not dest.overlaps(mgmt), rule
+
+
+def test_adding_an_experiment_reapplies_sdn_and_leaves_existing_hubs_untouched(dev: Run) -> None:
+    def add(config: dict[str, Any]) -> None:
+        config["hub:experiments"] = [
+            *config["hub:experiments"],
+            {"name": "second", "checkpoint": "hub-" + "b" * 32, "vmId": 1160},
+        ]
+
+    more = run_program("dev", edit=add)
+    assert more.exit_code is None, more.errors
+    # Spawned: its clone, from the Hub at its checkpoint, on its own vnet.
+    clone = more.one(CLONE, "second").inputs
+    assert (clone["clone"]["sourceVmId"], clone["clone"]["snapshotName"]) == (1100, "hub-" + "b" * 32)
+    assert clone["network"]["net0"]["bridge"] == more.outputs["network"]["isolated"]["second"]
+    # The Applier only applies on create: it must be replaced when a vnet appears, or the new vnet
+    # stays pending and the clone has no bridge to attach to.
+    before = dev.one(APPLIER).replacement_trigger
+    after = more.one(APPLIER).replacement_trigger
+    assert before and after and before != after
+    assert run_program("dev").one(APPLIER).replacement_trigger == before, "stable when nothing changes"
+    # Nothing already declared moves (no replacement of the existing experiment or the Hub).
+    kept = ("faster-gate", "hub-hub")
+    old = {(r.type, r.name): r.inputs for r in dev.resources if any(k in r.name for k in kept)}
+    new = {(r.type, r.name): r.inputs for r in more.resources if (r.type, r.name) in old}
+    assert set(new) == set(old)
+    assert new == old
