@@ -5,15 +5,17 @@ import sys
 import pulumi
 
 from hubinfra.config import ConfigError
-from hubinfra.stack import HubStack, read_stack_config
+from hubinfra.stack import EXIT_ERROR_REPORTED, HubStack, read_stack_config
 
 try:
     config = read_stack_config()
     stack = HubStack("hub", config=config)
 except ConfigError as error:
-    # One line naming the key; a traceback would bury it.
+    # One line naming the key; a traceback would bury it. Exit code 32 tells the Python language host
+    # that the error is already reported: any other code makes it add "program exited with non-zero
+    # exit code", a second error line for the operator to read past.
     pulumi.log.error(str(error))
-    sys.exit(1)
+    sys.exit(EXIT_ERROR_REPORTED)
 
 pulumi.export("hubVmId", stack.hub.vm_id)
 pulumi.export("node", stack.hub.node)

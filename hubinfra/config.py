@@ -205,6 +205,13 @@ class NetworkConfig(_Model):
             for other, b in cidrs[:i]:
                 if a.overlaps(b):
                     raise _KeyError(where, f"{a} overlaps {other} ({b})")
+        # Egress is for outside endpoints: one covering the Hub's own networks would read as if task
+        # VMs could reach management (the firewall drops that first anyway).
+        for i, endpoint in enumerate(self.allowed_egress):
+            dest = ipaddress.ip_network(endpoint.cidr)
+            for other, b in cidrs:
+                if dest.overlaps(b):
+                    raise _KeyError(f"network.allowedEgress[{i}].cidr", f"{dest} overlaps {other} ({b})")
         return self
 
 

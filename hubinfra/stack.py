@@ -15,11 +15,22 @@ from pulumi_proxmoxve import ProviderSshArgs
 
 from hubinfra.access import HubAccess
 from hubinfra.cloudinit import read_deploy_files
-from hubinfra.config import NAMESPACE, StackConfig, decode_config_value, parse_stack_config
+from hubinfra.config import (
+    NAMESPACE,
+    SECRET_KEYS,
+    ConfigError,
+    StackConfig,
+    decode_config_value,
+    parse_stack_config,
+)
 from hubinfra.experiments import DomainSpecificHub, ExperimentalHub
 from hubinfra.hub_vm import HubVm, HubVmSpec
 from hubinfra.network import HubNetwork, isolated_nets
 from hubinfra.quotas import check_quotas
+
+# The Python language host's "error already reported" exit code: with it the engine shows only the
+# program's own message; with any other non-zero code it adds a generic second error line.
+EXIT_ERROR_REPORTED = 32
 
 
 def read_stack_config() -> StackConfig:
@@ -30,6 +41,14 @@ def read_stack_config() -> StackConfig:
     """
     prefix = f"{NAMESPACE}:"
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    for key in sorted(SECRET_KEYS):
+        full = f"{prefix}{key}"
+        # A value that is not a secret was written in plain text into the stack file (or passed
+        # without --secret): refuse it rather than use, log or commit a credential.
+        if full in merged and not runtime_config.is_config_secret(full):
+            raise ConfigError(
+                f"{full}: must be set with `pulumi config set --secret {full} ...`, not in plain text"
+            )
     raw = {k.removeprefix(prefix): decode_config_value(v) for k, v in merged.items() if k.startswith(prefix)}
     return parse_stack_config(raw)
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
-from hubinfra.config import SCHEMA_PATH, ConfigError, parse_stack_config, render_json_schema
-from tests.infra.harness import run_program, stack_config
+from hubinfra.config import SCHEMA_PATH, SECRET_KEYS, ConfigError, parse_stack_config, render_json_schema
+from hubinfra.stack import EXIT_ERROR_REPORTED
+from tests.infra.harness import REPO, run_program, stack_config
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -72,6 +75,12 @@ CASES: list[tuple[str, str, Edit, str]] = [
         _set("network.isolatedPrefix", "10.10.0.0/16"),
         "hub:network.isolatedPrefix: 10.10.0.0/16 overlaps network.management.cidr (10.10.0.0/24)",
     ),
+    (
+        "dev",
+        "egress into management",
+        _set("network.allowedEgress", [{"cidr": "10.0.0.0/8"}]),
+        "hub:network.allowedEgress[0].cidr: 10.0.0.0/8 overlaps network.management.cidr (10.10.0.0/24)",
+    ),
     ("dev", "bad endpoint", _set("proxmox.endpoint", "http://pve:8006"), "hub:proxmox.endpoint: must match"),
     (
         "dev",
@@ -122,9 +131,46 @@ def test_committed_stack_files_are_valid() -> None:
 
 def test_program_fails_at_once_with_one_message_and_no_resources() -> None:
     run = run_program("dev", edit=_set("hubVm.cores", 2))
-    assert run.exit_code == 1
+    assert run.exit_code == EXIT_ERROR_REPORTED
     assert run.errors == ["hub:hubVm.cores: must be >= 4"]
     assert [r.type for r in run.resources] == [], "nothing may be declared"
+
+
+def test_config_error_exit_code_tells_the_engine_the_error_is_already_reported() -> None:
+    # The Python language host bails quietly on 32 and adds "program exited with non-zero exit
+    # code: N" for any other code: only 32 leaves the operator with exactly one error line.
+    assert EXIT_ERROR_REPORTED == 32
+    run = run_program("prod", edit=_set("hubVm.memoryMib", 1024))
+    assert (run.exit_code, run.errors) == (32, ["hub:hubVm.memoryMib: must be >= 8192"])
+
+
+def test_plain_text_api_token_is_refused_naming_the_key() -> None:
+    run = run_program("prod", secrets={}, edit=_set("proxmoxApiToken", "root@pam!ci=abc"))
+    assert run.exit_code == EXIT_ERROR_REPORTED
+    assert len(run.errors) == 1
+    assert run.errors[0].startswith("hub:proxmoxApiToken: must be set with `pulumi config set --secret")
+    assert "abc" not in run.errors[0], "the refused value is never echoed"
+    assert run.resources == []
+
+
+def test_no_stack_without_the_token_secret_still_runs_from_the_environment() -> None:
+    # PROXMOX_VE_API_TOKEN is the other sanctioned way: no token key at all is fine.
+    run = run_program("dev", secrets={})
+    assert run.exit_code is None, run.errors
+
+
+def test_committed_stack_files_hold_no_credentials() -> None:
+    for path in sorted(REPO.glob("Pulumi*.yaml")):
+        text = path.read_text()
+        config = yaml.safe_load(text).get("config") or {}
+        for key, value in config.items():
+            # Only Pulumi-encrypted values may sit in a committed file under a secret key.
+            if key.removeprefix("hub:") in SECRET_KEYS:
+                assert isinstance(value, dict) and set(value) == {"secure"}, f"{path.name}: {key}"
+        # PVE token secrets are UUIDs: `user@realm!name=xxxxxxxx-xxxx-...`.
+        token = re.search(r"![\w.-]+=[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-", text)
+        assert token is None, f"{path.name} contains an API token"
+        assert "password" not in text.lower(), path.name
 
 
 def test_structured_values_arrive_as_json_strings_like_the_engine_sends_them() -> None:
@@ -141,7 +187,7 @@ def test_isolated_network_slot_collision_is_refused() -> None:
         ]
 
     run = run_program("dev", edit=two_colliding)
-    assert run.exit_code == 1
+    assert run.exit_code == EXIT_ERROR_REPORTED
     assert run.errors == [
         "hub:experiments[1].vmId: 1250 lands on the same isolated network slot as experiments[0] "
         "(slot = vmId mod 100); pick another vmId"

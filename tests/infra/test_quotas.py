@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from hubinfra.stack import EXIT_ERROR_REPORTED
 from tests.infra.harness import run_program
 
 
@@ -33,7 +36,7 @@ def test_within_quota_declares_domain_hubs_with_own_pool_and_network() -> None:
 def test_quota_exceeded_refuses_before_any_resource() -> None:
     # prod allows 20 VMs; the Hub plus 20 domain hubs is 21.
     run = run_program("prod", edit=_domain_hubs(20))
-    assert run.exit_code == 1
+    assert run.exit_code == EXIT_ERROR_REPORTED
     assert len(run.errors) == 1
     assert run.errors[0].startswith("hub:quotas.vms: the 21 declared VMs need 21, the limit is 20")
     assert run.resources == []
@@ -45,6 +48,55 @@ def test_core_quota_names_the_cores_limit() -> None:
         _domain_hubs(1)(config)
 
     run = run_program("prod", edit=edit)
-    assert run.exit_code == 1
+    assert run.exit_code == EXIT_ERROR_REPORTED
     assert run.errors[0].startswith("hub:quotas.cores: the 2 declared VMs need 12, the limit is 10")
+    assert run.resources == []
+
+
+# prod declares the Hub VM at 8 cores / 16384 MiB / 200 GB; one client hub adds the floors
+# 4 / 8192 / 50, so each quota below is one unit short of the two VMs' total for just that limit.
+LIMITS = [
+    ("vms", {"vms": 1}, "hub:quotas.vms: the 2 declared VMs need 2, the limit is 1"),
+    ("cores", {"cores": 11}, "hub:quotas.cores: the 2 declared VMs need 12, the limit is 11"),
+    (
+        "memoryMib",
+        {"memoryMib": 24575},
+        "hub:quotas.memoryMib: the 2 declared VMs need 24576 MiB, the limit is 24575 MiB",
+    ),
+    ("diskGb", {"diskGb": 249}, "hub:quotas.diskGb: the 2 declared VMs need 250 GB, the limit is 249 GB"),
+]
+
+
+@pytest.mark.parametrize(("limit", "quota", "message"), LIMITS, ids=[case[0] for case in LIMITS])
+def test_each_limit_is_named_and_nothing_is_declared(limit: str, quota: dict[str, int], message: str) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        generous = {"cores": 1000, "memoryMib": 10_000_000, "diskGb": 100_000, "vms": 100}
+        config["hub:quotas"] = {**generous, **quota}
+        _domain_hubs(1)(config)
+
+    run = run_program("prod", edit=edit)
+    assert run.exit_code == EXIT_ERROR_REPORTED
+    assert len(run.errors) == 1
+    assert run.errors[0].startswith(message), run.errors
+    assert run.resources == []
+
+
+def test_exactly_at_every_limit_is_accepted() -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config["hub:quotas"] = {"cores": 12, "memoryMib": 24576, "diskGb": 250, "vms": 2}
+        _domain_hubs(1)(config)
+
+    run = run_program("prod", edit=edit)
+    assert run.exit_code is None, run.errors
+
+
+def test_experiment_clone_counts_the_source_disk() -> None:
+    # A full clone copies the Hub's 200 GB disk even though the experiment declares no disk size.
+    def edit(config: dict[str, Any]) -> None:
+        config["hub:quotas"] = {"cores": 1000, "memoryMib": 10_000_000, "diskGb": 399, "vms": 100}
+        config["hub:experiments"] = [{"name": "alpha", "checkpoint": "hub-" + "a" * 32, "vmId": 2100}]
+
+    run = run_program("prod", edit=edit)
+    assert run.exit_code == EXIT_ERROR_REPORTED
+    assert run.errors[0].startswith("hub:quotas.diskGb: the 2 declared VMs need 400 GB")
     assert run.resources == []
