@@ -19,6 +19,13 @@ if [[ "${1:-}" == "--system" ]]; then
     fi
 fi
 
+# Debian's python3 ships venv's ensurepip separately (python3-venv).
+if ! python3 -c "import ensurepip" >/dev/null 2>&1; then
+    echo "setup: installing python3-venv (Debian splits it from python3)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+
 if [[ ! -x .uv/bin/uv ]] || [[ "$(.uv/bin/uv --version | awk '{print $2}')" != "$UV_VERSION" ]]; then
     echo "setup: installing uv $UV_VERSION into .uv/"
     python3 -m venv .uv
