@@ -17,7 +17,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 NAMESPACE = "hub"
@@ -149,6 +157,18 @@ class EgressEndpoint(_Model):
         return str(ipaddress.ip_network(value))
 
 
+def _ipv4_network(value: str) -> str:
+    """An IPv4 address or network (Proxmox firewall rules match addresses, not hostnames)."""
+    network = ipaddress.ip_network(value)
+    if network.version != 4:
+        raise ValueError(f"{value} is not an IPv4 address or network")
+    return str(network)
+
+
+# The PVE nodes' API addresses: experimental hubs checkpoint their own VM through this API.
+ApiAddress = Annotated[str, AfterValidator(_ipv4_network)]
+
+
 class VlanRange(_Model):
     start: VlanTag
     end: VlanTag
@@ -170,6 +190,11 @@ class NetworkConfig(_Model):
         default="10.200.0.0/16", description="carved into a /24 per experiment or domain hub"
     )
     allowed_egress: list[EgressEndpoint] = Field(default_factory=lambda: list[EgressEndpoint]())
+    proxmox_api: list[ApiAddress] = Field(
+        default_factory=lambda: list[str](),
+        description="IPv4 addresses/CIDRs of the PVE nodes' API (tcp 8006) that experimental hubs reach "
+        "from their isolated networks; required when hub:experiments is not empty",
+    )
     manage_cluster_firewall: bool = Field(
         default=False, description="enable the cluster firewall (a cluster-wide singleton: one stack only)"
     )
@@ -212,6 +237,21 @@ class NetworkConfig(_Model):
             for other, b in cidrs:
                 if dest.overlaps(b):
                     raise _KeyError(f"network.allowedEgress[{i}].cidr", f"{dest} overlaps {other} ({b})")
+        # The API addresses get an ACCEPT from experimental hubs (and the hosts accept those hubs):
+        # they must never be a task network, and inside management only single node addresses, so
+        # the hole into management is tcp/8006 on the named nodes, never the whole network.
+        mgmt = ipaddress.ip_network(self.management.cidr)
+        for i, value in enumerate(self.proxmox_api):
+            api = ipaddress.ip_network(value)
+            for other, b in cidrs:
+                if b == mgmt:
+                    if api.overlaps(mgmt) and api.num_addresses > 1:
+                        raise _KeyError(
+                            f"network.proxmoxApi[{i}]",
+                            f"{api} overlaps {other} ({b}): inside management list each node's address (/32)",
+                        )
+                elif api.overlaps(b):
+                    raise _KeyError(f"network.proxmoxApi[{i}]", f"{api} overlaps {other} ({b})")
         return self
 
 
@@ -329,6 +369,18 @@ class StackConfig(_Model):
             if item.vm_id in vm_ids:
                 raise _KeyError(f"{where}.vmId", f"{item.vm_id} is already used by {vm_ids[item.vm_id]}")
             vm_ids[item.vm_id] = f"{where}.vmId"
+        return self
+
+    @model_validator(mode="after")
+    def _experiments_reach_the_api(self) -> Self:
+        # An experimental hub is a Hub: it checkpoints its own VM through the Proxmox API. Without
+        # the API's addresses its firewall cannot let it through, and it would run inert.
+        if self.experiments and not self.network.proxmox_api:
+            raise _KeyError(
+                "network.proxmoxApi",
+                "required when hub:experiments is not empty: list the PVE nodes' API addresses "
+                "(IPv4) so experimental hubs can checkpoint themselves",
+            )
         return self
 
     @property

@@ -2,7 +2,8 @@
 
 Both are declared from lists in the stack config: adding an item and running `pulumi up` spawns the
 hub, removing it destroys it. Each gets its own pool and token (scoped to that pool and its own
-vnet), and its own isolated network.
+vnet), and its own isolated network. An experimental hub sits on that network behind `<zone>-xhub`:
+the task VM policy plus tcp/8006 to `hub:network.proxmoxApi`, because it checkpoints itself.
 
 An experimental hub is a `cloned.Vm`: the only resource in pulumi-proxmoxve 8 that clones from a
 snapshot. That resource does not manage cloud-init, and a clone inherits the source's cloud-init
@@ -35,19 +36,21 @@ from hubinfra.cloudinit import (
 )
 from hubinfra.config import CheckpointPolicy, DomainHub, Experiment, StackConfig
 from hubinfra.hub_vm import HubVm, HubVmSpec
-from hubinfra.network import HubNetwork, IsolatedNet
+from hubinfra.network import HUB_HOST_OFFSET, HubNetwork, IsolatedNet
 
 # Experiments are judged over days; they checkpoint like development hubs: only when asked.
 EXPERIMENT_CHECKPOINTS = CheckpointPolicy(schedule="manual")
 # Host part of a clone's address on its own isolated /24 (.1 is the gateway).
-CLONE_HOST_OFFSET = 10
+CLONE_HOST_OFFSET = HUB_HOST_OFFSET
 
 
 def clone_ipconfig(net: IsolatedNet) -> str:
-    """`ipconfig0` for a clone: a fixed address on its isolated network, never the source's."""
+    """`ipconfig0` for a clone: a fixed address on its isolated network, never the source's.
+
+    The same address (`IsolatedNet.hub_address`) is the one the hosts' firewall lets reach the API.
+    """
     subnet = ipaddress.ip_network(net.cidr)
-    address = subnet.network_address + CLONE_HOST_OFFSET
-    return f"ip={address}/{subnet.prefixlen},gw={net.gateway}"
+    return f"ip={net.hub_address}/{subnet.prefixlen},gw={net.gateway}"
 
 
 class ExperimentalHub(pulumi.ComponentResource):
@@ -113,7 +116,8 @@ class ExperimentalHub(pulumi.ComponentResource):
             vm=vm,
             vm_id=experiment.vm_id,
             node=config.node,
-            group=network.task_group,
+            # A Hub, not a task VM: it must reach the Proxmox API (and nothing else new).
+            group=network.xhub_group,
             outbound="DROP",
             parent=self,
         )

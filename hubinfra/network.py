@@ -7,13 +7,18 @@ per node), and each vnet has its own ACL path (`/sdn/zones/<zone>/<vnet>`) so th
 SDN.Use on exactly the vnets it attaches task VMs to, never on the management vnet.
 
 Firewall (default policy DROP everywhere the stack decides it):
-- ipsets `<zone>-mgmt`, `<zone>-tasks` (task vnets and every isolated hub vnet), `<zone>-egress`;
+- ipsets `<zone>-mgmt`, `<zone>-tasks` (task vnets and every isolated hub vnet), `<zone>-egress`,
+  `<zone>-pveapi` (`network.proxmoxApi`) and `<zone>-xhubs` (each experimental hub's own address);
 - security group `<zone>-hub` for Hub VMs: the API (443) and SSH only from management; anything from a
   task network dropped first;
-- security group `<zone>-task` for task VMs and experiment clones: anything to management dropped
-  first, then only the listed egress endpoints accepted;
+- security group `<zone>-task` for task VMs: anything to management dropped first, then only the
+  listed egress endpoints accepted, then everything else dropped;
+- security group `<zone>-xhub` for experimental hubs (a Hub on an isolated vnet): tcp/8006 to
+  `<zone>-pveapi` accepted first, then exactly the `<zone>-task` rules. An experimental hub
+  checkpoints its own VM through the API; task VMs must never reach it, so they keep `<zone>-task`;
 - with `manageClusterFirewall`, the cluster firewall is enabled with input DROP and the Proxmox API
-  (8006) is opened to the management network only.
+  (8006) is opened to the management network and to the experimental hubs' own addresses, never to
+  a task network.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from pulumi_proxmoxve.firewall import IpsetLegacyCidrArgs, RulesLegacyRuleArgs
 from hubinfra.config import ConfigError, NetworkConfig, StackConfig, Vnet
 
 PROXMOX_API_PORT = "8006"
+# Host part of a hub's address on its own isolated /24 (.1 is the gateway).
+HUB_HOST_OFFSET = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +49,14 @@ class IsolatedNet:
     vlan_tag: int
     cidr: str
     gateway: str
+    # An experimental hub lives ON its vnet (and needs the Proxmox API); a domain hub sits on
+    # management and its vnet holds only its task VMs.
+    experimental: bool = False
+
+    @property
+    def hub_address(self) -> str:
+        """The experimental hub's fixed address on this network (its `ipconfig0`)."""
+        return str(ipaddress.ip_network(self.cidr).network_address + HUB_HOST_OFFSET)
 
 
 def _base36(value: int) -> str:
@@ -66,11 +81,11 @@ def isolated_nets(config: StackConfig) -> dict[str, IsolatedNet]:
     if subnets_available == 0:
         raise ConfigError("hub:network.isolatedPrefix: must be /24 or larger")
     room = min(net.isolated_vlans.end - net.isolated_vlans.start + 1, subnets_available)
-    owners = [(f"experiments[{i}]", e.name, e.vm_id) for i, e in enumerate(config.experiments)]
-    owners += [(f"domainHubs[{i}]", d.name, d.vm_id) for i, d in enumerate(config.domain_hubs)]
+    owners = [(f"experiments[{i}]", e.name, e.vm_id, True) for i, e in enumerate(config.experiments)]
+    owners += [(f"domainHubs[{i}]", d.name, d.vm_id, False) for i, d in enumerate(config.domain_hubs)]
     taken: dict[int, str] = {}
     out: dict[str, IsolatedNet] = {}
-    for where, name, vm_id in owners:
+    for where, name, vm_id, experimental in owners:
         slot = vm_id % room
         if slot in taken:
             raise ConfigError(
@@ -85,6 +100,7 @@ def isolated_nets(config: StackConfig) -> dict[str, IsolatedNet]:
             vlan_tag=net.isolated_vlans.start + slot,
             cidr=str(subnet),
             gateway=str(subnet.network_address + 1),
+            experimental=experimental,
         )
     return out
 
@@ -103,6 +119,7 @@ class HubNetwork(pulumi.ComponentResource):
     hub_group: str
     sdn_digest: str
     task_group: str
+    xhub_group: str
 
     def __init__(
         self,
@@ -164,7 +181,11 @@ class HubNetwork(pulumi.ComponentResource):
         )
 
         mgmt_set, task_set, egress_set = f"{zone_id}-mgmt", f"{zone_id}-tasks", f"{zone_id}-egress"
+        api_set, xhubs_set = f"{zone_id}-pveapi", f"{zone_id}-xhubs"
         task_cidrs = [t.cidr for t in config.tasks] + [n.cidr for n in isolated.values()]
+        # Only the experimental hubs themselves (a /32 each), not their /24: anything else on that
+        # vnet is a task network and must not reach the hosts.
+        xhub_addresses = [f"{n.hub_address}/32" for n in isolated.values() if n.experimental]
         ipsets = [
             proxmoxve.firewall.IpsetLegacy(
                 f"{name}-ipset-{set_name}",
@@ -177,6 +198,8 @@ class HubNetwork(pulumi.ComponentResource):
                 (mgmt_set, [config.management.cidr], "Hub management network"),
                 (task_set, task_cidrs, "Hub task and isolated hub networks"),
                 (egress_set, [e.cidr for e in config.allowed_egress], "endpoints task VMs may reach"),
+                (api_set, list(config.proxmox_api), "Proxmox API of the nodes (experimental hubs reach it)"),
+                (xhubs_set, xhub_addresses, "experimental hubs' own addresses (Proxmox API clients)"),
             )
             if cidrs
         ]
@@ -193,10 +216,19 @@ class HubNetwork(pulumi.ComponentResource):
         proxmoxve.cluster.firewall.security.GroupLegacy(
             f"{name}-group-task",
             name=self.task_group,
-            comment="Task VMs and experiment clones: no management, listed egress only",
+            comment="Task VMs: no management, no Proxmox API, listed egress only",
             rules=task_group_rules(mgmt_set=mgmt_set, config=config),
             opts=after_ipsets,
         )
+        self.xhub_group = f"{zone_id}-xhub"
+        if config.proxmox_api:
+            proxmoxve.cluster.firewall.security.GroupLegacy(
+                f"{name}-group-xhub",
+                name=self.xhub_group,
+                comment="Experimental hubs: the task policy plus the Proxmox API (their own checkpoints)",
+                rules=xhub_group_rules(mgmt_set=mgmt_set, api_set=api_set, config=config),
+                opts=after_ipsets,
+            )
         if config.manage_cluster_firewall:
             proxmoxve.cluster.FirewallLegacy(
                 f"{name}-cluster-firewall",
@@ -215,6 +247,21 @@ class HubNetwork(pulumi.ComponentResource):
                         dport=PROXMOX_API_PORT,
                         source=f"+{mgmt_set}",
                         comment="Proxmox API for the Hub (management network only)",
+                    ),
+                    *(
+                        [
+                            RulesLegacyRuleArgs(
+                                type="in",
+                                action="ACCEPT",
+                                proto="tcp",
+                                dport=PROXMOX_API_PORT,
+                                source=f"+{xhubs_set}",
+                                dest=f"+{api_set}",
+                                comment="Proxmox API for experimental hubs (their own addresses only)",
+                            )
+                        ]
+                        if xhub_addresses
+                        else []
                     ),
                     RulesLegacyRuleArgs(
                         type="in",
@@ -330,3 +377,21 @@ def task_group_rules(*, mgmt_set: str, config: NetworkConfig) -> list[GroupLegac
         )
     )
     return rules
+
+
+def xhub_group_rules(*, mgmt_set: str, api_set: str, config: NetworkConfig) -> list[GroupLegacyRuleArgs]:
+    """An experimental hub: the task VM policy, plus the one thing a Hub needs, the Proxmox API.
+
+    The API accept comes FIRST: the nodes' API addresses may lie inside management (config allows
+    single /32 node addresses there), and the task policy's first rule drops anything to management.
+    It is narrow (tcp, 8006, `network.proxmoxApi` only), so it opens no other management host.
+    """
+    api = GroupLegacyRuleArgs(
+        type="out",
+        action="ACCEPT",
+        proto="tcp",
+        dport=PROXMOX_API_PORT,
+        dest=f"+{api_set}",
+        comment="Proxmox API: an experimental hub checkpoints its own VM",
+    )
+    return [api, *task_group_rules(mgmt_set=mgmt_set, config=config)]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.infra.harness import Run, run_program
@@ -15,5 +17,18 @@ def dev() -> Run:
 @pytest.fixture(scope="session")
 def prod() -> Run:
     run = run_program("prod")
+    assert run.exit_code is None, run.errors
+    return run
+
+
+@pytest.fixture(scope="session")
+def prod_exp() -> Run:
+    """prod with one experimental hub and one domain hub: the cluster firewall's API rules in play."""
+
+    def add(config: dict[str, Any]) -> None:
+        config["hub:experiments"] = [{"name": "alpha", "checkpoint": "hub-" + "a" * 32, "vmId": 2100}]
+        config["hub:domainHubs"] = [{"name": "acme", "type": "client", "label": "ACME", "vmId": 2200}]
+
+    run = run_program("prod", edit=add)
     assert run.exit_code is None, run.errors
     return run

@@ -81,6 +81,33 @@ CASES: list[tuple[str, str, Edit, str]] = [
         _set("network.allowedEgress", [{"cidr": "10.0.0.0/8"}]),
         "hub:network.allowedEgress[0].cidr: 10.0.0.0/8 overlaps network.management.cidr (10.10.0.0/24)",
     ),
+    (
+        "dev",
+        "proxmoxApi on a task network",
+        _set("network.proxmoxApi", ["10.10.0.2", "10.11.0.5"]),
+        "hub:network.proxmoxApi[1]: 10.11.0.5/32 overlaps network.tasks[0].cidr (10.11.0.0/24)",
+    ),
+    (
+        "dev",
+        "proxmoxApi on an isolated hub network",
+        _set("network.proxmoxApi", ["10.210.7.0/24"]),
+        "hub:network.proxmoxApi[0]: 10.210.7.0/24 overlaps network.isolatedPrefix (10.210.0.0/16)",
+    ),
+    (
+        "dev",
+        "proxmoxApi is all of management",
+        _set("network.proxmoxApi", ["10.10.0.0/24"]),
+        "hub:network.proxmoxApi[0]: 10.10.0.0/24 overlaps network.management.cidr (10.10.0.0/24): "
+        "inside management list each node's address (/32)",
+    ),
+    ("dev", "proxmoxApi IPv6", _set("network.proxmoxApi", ["2001:db8::1"]), "hub:network.proxmoxApi[0]:"),
+    ("dev", "proxmoxApi hostname", _set("network.proxmoxApi", ["pve-dev"]), "hub:network.proxmoxApi[0]:"),
+    (
+        "dev",
+        "experiments without proxmoxApi",
+        _set("network.proxmoxApi", []),
+        "hub:network.proxmoxApi: required when hub:experiments is not empty",
+    ),
     ("dev", "bad endpoint", _set("proxmox.endpoint", "http://pve:8006"), "hub:proxmox.endpoint: must match"),
     (
         "dev",

@@ -188,8 +188,9 @@ def test_prod_manages_cluster_firewall_with_default_deny(prod: Run, dev: Run) ->
     cluster = prod.one("proxmoxve:cluster/firewallLegacy:FirewallLegacy").inputs
     assert cluster["enabled"] is True
     assert cluster["inputPolicy"] == "DROP"
-    api_rule = next(r for r in _rules(prod) if r.get("dport") == "8006")
-    assert api_rule["source"] == "+hubprod-mgmt"
+    host_rules = prod.one(RULES, "cluster-rules").inputs["rules"]
+    api_rules = [r for r in host_rules if r.get("dport") == "8006"]
+    assert [r["source"] for r in api_rules] == ["+hubprod-mgmt"]
     assert not dev.of_type("proxmoxve:cluster/firewallLegacy:FirewallLegacy")
 
 
@@ -217,7 +218,8 @@ def test_experiment_clone_references_source_vm_and_snapshot(dev: Run) -> None:
     fw = dev.one(OPTIONS, "faster-gate").inputs
     assert (fw["vmId"], fw["outputPolicy"]) == (1150, "DROP")
     rules = dev.one(RULES, "faster-gate").inputs["rules"]
-    assert rules == [{"securityGroup": "hubdev-task", "comment": "hub policy: hubdev-task"}]
+    # A Hub, not a task VM: the task policy plus the Proxmox API (see test_api_access.py).
+    assert rules == [{"securityGroup": "hubdev-xhub", "comment": "hub policy: hubdev-xhub"}]
 
 
 def test_experiment_settings_are_experimental_and_secret(dev: Run) -> None:
