@@ -120,6 +120,7 @@ class ExperimentalHub(pulumi.ComponentResource):
             group=network.xhub_group,
             outbound="DROP",
             parent=self,
+            address=net.hub_address,
         )
         proxmox = config.proxmox
 

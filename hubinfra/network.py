@@ -301,9 +301,31 @@ class HubNetwork(pulumi.ComponentResource):
         group: str,
         outbound: str,
         parent: pulumi.Resource,
+        address: str | None = None,
     ) -> list[pulumi.Resource]:
-        """Per-VM firewall: enabled, default DROP inbound, and the given security group."""
+        """Per-VM firewall: enabled, default DROP inbound, and the given security group.
+
+        Anti-spoofing: PVE's ``ipfilter`` drops a VM's traffic from any source address not in its
+        ``ipfilter-net0`` ipset, and for a VM (unlike a container) it adds no address of its own:
+        turned on without the set, it would cut the VM off. So the filter is on exactly when the
+        VM's address is known (a static address), with the set declared; a DHCP VM keeps the MAC
+        filter only.
+        """
         opts = pulumi.ResourceOptions(parent=parent, depends_on=[vm])
+        declared: list[pulumi.Resource] = []
+        if address is not None:
+            host = str(ipaddress.ip_interface(address).ip)
+            declared.append(
+                proxmoxve.firewall.IpsetLegacy(
+                    f"{name}-ipfilter",
+                    node_name=node,
+                    vm_id=vm_id,
+                    name="ipfilter-net0",
+                    comment="the only source address net0 may use",
+                    cidrs=[IpsetLegacyCidrArgs(name=host, comment="this VM")],
+                    opts=opts,
+                )
+            )
         options = proxmoxve.firewall.OptionsLegacy(
             f"{name}-fw-options",
             node_name=node,
@@ -312,9 +334,9 @@ class HubNetwork(pulumi.ComponentResource):
             input_policy="DROP",
             output_policy=outbound,
             dhcp=True,
-            ipfilter=True,
+            ipfilter=address is not None,
             macfilter=True,
-            opts=opts,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[vm, *declared]),
         )
         rules = proxmoxve.firewall.RulesLegacy(
             f"{name}-fw-rules",
@@ -323,7 +345,7 @@ class HubNetwork(pulumi.ComponentResource):
             rules=[RulesLegacyRuleArgs(security_group=group, comment=f"hub policy: {group}")],
             opts=opts,
         )
-        return [options, rules]
+        return [*declared, options, rules]
 
 
 def hub_group_rules(*, mgmt_set: str, task_set: str) -> list[GroupLegacyRuleArgs]:

@@ -131,6 +131,7 @@ class HubStack(pulumi.ComponentResource):
             group=self.network.hub_group,
             outbound="ACCEPT",
             parent=self,
+            address=None if config.hub_vm.ipv4_address == "dhcp" else config.hub_vm.ipv4_address,
         )
         self.experiments = {
             e.name: ExperimentalHub(

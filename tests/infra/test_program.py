@@ -341,3 +341,36 @@ def test_adding_an_experiment_reapplies_sdn_and_leaves_existing_hubs_untouched(d
     new = {(r.type, r.name): r.inputs for r in more.resources if (r.type, r.name) in old}
     assert set(new) == set(old)
     assert new == old
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "prod_exp"])
+def test_ip_filter_is_on_only_with_the_vms_own_address_declared(
+    request: pytest.FixtureRequest, stack: str
+) -> None:
+    """PVE's ipfilter drops a VM's traffic from any source not in its ipfilter-net0 set and adds no
+    address for a VM by itself: on without the set it would cut the VM off the network."""
+    run: Run = request.getfixturevalue(stack)
+    sets = {
+        (s.inputs["vmId"], s.inputs["name"]): s.inputs for s in run.of_type(IPSET) if s.inputs.get("vmId")
+    }
+    options = run.of_type(OPTIONS)
+    assert options
+    for opt in options:
+        vm_id = opt.inputs["vmId"]
+        declared = sets.get((vm_id, "ipfilter-net0"))
+        assert opt.inputs.get("ipfilter", False) is (declared is not None), opt.name
+        assert opt.inputs["macfilter"] is True
+        if declared is not None:
+            (cidr,) = declared["cidrs"]
+            assert "/" not in cidr["name"] and ipaddress.ip_address(cidr["name"])
+    hub = run.one(VM, "hub-hub-vm").inputs
+    address = hub["initialization"]["ipConfigs"][0]["ipv4"]["address"]
+    hub_set = sets.get((hub["vmId"], "ipfilter-net0"))
+    if address == "dhcp":
+        assert hub_set is None
+    else:
+        assert hub_set is not None and hub_set["cidrs"][0]["name"] == address.split("/")[0]
+    for clone in run.of_type(CLONE):
+        vm_id = int(clone.inputs["resourceId"])
+        clone_set = sets[(vm_id, "ipfilter-net0")]
+        assert clone_set["cidrs"][0]["name"].endswith(".10")
