@@ -161,14 +161,19 @@ def test_certificate_from_another_ca_is_refused_without_retry(pve: Any, tmp_path
     assert pve.requests == []  # the handshake failed before any request was made
 
 
-def test_task_with_warnings_counts_as_success_and_errors_do_not(pve: Any, fakepve_cafile: str) -> None:
-    client = ProxmoxClient(
+@pytest.fixture
+def client(pve: Any, fakepve_cafile: str) -> ProxmoxClient:
+    """The real client against the fake, verifying its certificate."""
+    return ProxmoxClient(
         base_url=pve.url,
         token_user="hub@pve",
         token_name="hub",
         token_secret=TOKEN_SECRET,
         verify=fakepve_cafile,
     )
+
+
+def test_task_with_warnings_counts_as_success_and_errors_do_not(pve: Any, client: ProxmoxClient) -> None:
     upid = client.create_snapshot("pve1", HUB_VMID, name="hub-" + "a" * 32, description="x")
     assert upid is not None
     pve.tasks[upid]["exitstatus"] = "WARNINGS: 2"
@@ -184,14 +189,7 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
-def test_removing_a_snapshot_that_is_already_gone_is_done(pve: Any, fakepve_cafile: str) -> None:
-    client = ProxmoxClient(
-        base_url=pve.url,
-        token_user="hub@pve",
-        token_name="hub",
-        token_secret=TOKEN_SECRET,
-        verify=fakepve_cafile,
-    )
+def test_removing_a_snapshot_that_is_already_gone_is_done(client: ProxmoxClient) -> None:
     name = "hub-" + "b" * 32
     assert client.get_snapshot("pve1", HUB_VMID, name) is None
     client.create_snapshot("pve1", HUB_VMID, name=name, description="x")
