@@ -111,3 +111,26 @@ def test_schedule_show_command(sqlite_hubenv: HubEnv) -> None:
     assert result.returncode == 0, result.stderr
     assert '"schedule": "0 0 * * *"' in result.stdout
     assert "T00:00:00+00:00" in result.stdout
+
+
+def test_schedule_command_catches_up_then_stops_on_sigterm(sqlite_hubenv: HubEnv, pve: Any) -> None:
+    """`hubctl checkpoint schedule` in the foreground: reconcile, one catch-up run, clean exit."""
+    import signal
+    import time
+
+    hub = sqlite_hubenv.hub(environment=Environment.PRODUCTION)
+    with time_machine.travel(datetime.now(UTC) - timedelta(days=2), tick=False):
+        hub.checkpoints.create(kind=CheckpointKind.SCHEDULED)  # last scheduled run: two days ago
+    proc = sqlite_hubenv.spawn("checkpoint", "schedule", HUB_ENVIRONMENT="production")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rows = [r for r in hub.checkpoints_readonly().list() if r["kind"] == "scheduled"]
+        if len(rows) == 2 and rows[0]["status"] == "completed":
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "catching up" in out
+    rows = [r for r in hub.checkpoints_readonly().list() if r["kind"] == "scheduled"]
+    assert [r["status"] for r in rows] == ["completed", "completed"]
