@@ -78,7 +78,18 @@ def test_partial_snapshot_is_removed_when_the_task_fails(sqlite_hubenv: HubEnv, 
 
 def test_vm_locked_by_a_backup_is_waited_out(sqlite_hubenv: HubEnv, pve: Any) -> None:
     pve.snapshot_lock(HUB_VMID, "backup")  # a vzdump holds the VM's config lock
-    threading.Timer(1.0, pve.unlock, args=(HUB_VMID,)).start()
+
+    def backup_ends_after_the_first_refusal() -> None:
+        # Unlock only once a snapshot task has failed on the lock: no race with process start-up.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any("locked" in str(t.get("exitstatus", "")) for t in list(pve.tasks.values())):
+                time.sleep(0.3)
+                pve.unlock(HUB_VMID)
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=backup_ends_after_the_first_refusal, daemon=True).start()
     result = sqlite_hubenv.run("checkpoint", "create", "--json", HUB_LOCKED_RETRY_SECONDS="20")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "completed"

@@ -61,7 +61,7 @@ def test_second_request_waits_its_turn(lock_env: HubEnv, pve: Any) -> None:
 
 @pytest.mark.fakepve(time_scale=1.0)
 def test_second_request_is_refused_when_it_cannot_wait(lock_env: HubEnv, pve: Any) -> None:
-    slow_snapshots(pve, 3)
+    slow_snapshots(pve, 8)  # long enough that a loaded machine still starts the second process in time
     first = lock_env.spawn("checkpoint", "create", "--json")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not any(t["type"] == "qmsnapshot" for t in pve.tasks.values()):

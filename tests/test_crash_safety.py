@@ -85,7 +85,7 @@ def test_kill_while_the_snapshot_task_is_still_running(sqlite_hubenv: HubEnv, pv
     """Killed mid-task with no failpoint: reconcile waits for the running task, then settles it."""
     pve.vm(100).config["scsi0"] = "ceph-pool:vm-100-disk-0,size=50G"
     pve.add_ceph_storage()
-    pve.ceph_slow(3)  # the snapshot task takes ~3 s
+    pve.ceph_slow(8)  # the snapshot task takes ~8 s: reconcile (a new process) must see it running
     proc = sqlite_hubenv.spawn("checkpoint", "create")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not any(
