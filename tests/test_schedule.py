@@ -49,7 +49,7 @@ def _collecting(env: HubEnv, **settings: Any) -> tuple[CheckpointScheduler, list
 
 
 def test_scheduler_fires_at_midnight_utc_on_a_controlled_clock(sqlite_hubenv: HubEnv) -> None:
-    with time_machine.travel(MIDNIGHT - timedelta(seconds=2), tick=True):
+    with time_machine.travel(MIDNIGHT - timedelta(seconds=5), tick=True):
         scheduler, fired, done = _collecting(sqlite_hubenv, environment=Environment.PRODUCTION)
         assert scheduler.start() is False  # no history: nothing to catch up
         try:
@@ -95,7 +95,7 @@ def test_scheduled_job_takes_a_scheduled_checkpoint(sqlite_hubenv: HubEnv, pve: 
         hub.checkpoints.create(kind=CheckpointKind.SCHEDULED, reason="schedule")
         done.set()
 
-    with time_machine.travel(MIDNIGHT - timedelta(seconds=1), tick=True):
+    with time_machine.travel(MIDNIGHT - timedelta(seconds=5), tick=True):
         scheduler = CheckpointScheduler(settings=hub.settings, db=hub.ready_db(), job=job)
         scheduler.start()
         try:
