@@ -98,7 +98,7 @@ class CheckpointService:
             done = self._complete(row)
             failpoints.reached("checkpoint.completed")
             if prune:
-                self._prune_locked(vmid=vmid, node=node, dry_run=False)
+                self._prune_locked(vmid)
         return done
 
     def _mark(self, *, kind: CheckpointKind, reason: str | None, vmid: int, node: str) -> dict[str, Any]:
@@ -314,11 +314,10 @@ class CheckpointService:
 
     def prune(self, *, vmid: int | None = None, dry_run: bool = False) -> list[dict[str, Any]]:
         vmid = self._vmid(vmid)
-        node = self._node()
         if dry_run:
             return [dict(item, rule="pruned") for item in self._prune_plan(vmid) if not item["keep"]]
         with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
-            return self._prune_locked(vmid=vmid, node=node, dry_run=False)
+            return self._prune_locked(vmid)
 
     def policy(self) -> RetentionPolicy:
         s = self.settings
@@ -344,14 +343,11 @@ class CheckpointService:
         decisions: list[Decision] = decide(candidates, self.policy())
         return [dict(by_id[d.id], keep=d.keep, rule=d.reason) for d in decisions]
 
-    def _prune_locked(self, *, vmid: int, node: str, dry_run: bool) -> list[dict[str, Any]]:
+    def _prune_locked(self, vmid: int) -> list[dict[str, Any]]:
         plan = self._prune_plan(vmid)
         gone: list[dict[str, Any]] = []
         for item in plan:
             if item["keep"]:
-                continue
-            if dry_run:
-                gone.append(item)
                 continue
             failpoints.reached("retention.deleting")
             self.progress(f"pruning {item['uuid']} ({item['created_at']}): no keep-* rule keeps it")

@@ -62,16 +62,10 @@ def checkpoint_text(cp: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def checkpoint_table(
-    rows: list[dict[str, Any]], *, title: str | None = None, extra: str | None = None
-) -> Table:
+def checkpoint_table(rows: list[dict[str, Any]], *, title: str | None = None) -> Table:
     table = Table(title=title, show_lines=False)
-    for column in ("uuid", "vm", "kind", "status", "created", extra or ""):
-        if column:
-            table.add_column(column)
+    for column in ("uuid", "vm", "kind", "status", "created"):
+        table.add_column(column)
     for cp in rows:
-        cells = [cp["uuid"], str(cp["vm_id"]), cp["kind"], cp["status"], cp["created_at"] or ""]
-        if extra:
-            cells.append(str(cp.get(extra, "")))
-        table.add_row(*cells)
+        table.add_row(cp["uuid"], str(cp["vm_id"]), cp["kind"], cp["status"], cp["created_at"] or "")
     return table

@@ -80,13 +80,6 @@ class JobQueue:
             self._worker = None
         self.broker.close()
 
-    def join(self, *, timeout_ms: int = 60_000) -> None:
-        """Wait until the queue is empty and no job runs (tests, the lab)."""
-        if isinstance(self.broker, StubBroker):
-            self.broker.join(QUEUE, timeout=timeout_ms)
-        if self._worker is not None:
-            self._worker.join()
-
     # ------------------------------------------------------------------- run
 
     def _run(self, job_id: str) -> None:

@@ -270,11 +270,6 @@ class ProxmoxClient:
             return False
         return True
 
-    def rollback_snapshot(self, node: str, vmid: int, *, name: str, start: bool = True) -> str:
-        return self._retrying(
-            lambda: str(self._api.nodes(node).qemu(vmid).snapshot(name).rollback.post(start=int(start)))
-        )
-
     # ------------------------------------------------------------------ tasks
 
     def wait_task(self, upid: str, *, timeout: float) -> TaskResult:
