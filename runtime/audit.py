@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from runtime.db.models import AuditEntry
@@ -43,11 +43,14 @@ def record(
     return entry
 
 
-def entries(session: Session, *, target: str | None = None, limit: int = 100) -> list[AuditEntry]:
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-    if target is not None:
-        query = query.where(AuditEntry.target == target)
-    return list(session.scalars(query))
+def page(
+    session: Session, *, target: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """Newest first, one page and the total (optionally for one target)."""
+    where = [AuditEntry.target == target] if target is not None else []
+    query = select(AuditEntry).where(*where).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
+    total = int(session.scalar(select(func.count()).select_from(AuditEntry).where(*where)) or 0)
+    return [e.to_public() for e in session.scalars(query)], total
 
 
 def scrub(value: Any) -> Any:

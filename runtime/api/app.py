@@ -10,8 +10,8 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
 
+from runtime import audit
 from runtime.api import errors
 from runtime.api.limits import BodyLimit
 from runtime.api.schemas import (
@@ -27,8 +27,7 @@ from runtime.api.schemas import (
 )
 from runtime.api.tokens import TokenStore
 from runtime.checkpoints.queries import CheckpointQueries
-from runtime.db import AuditEntry, CheckpointStatus, JobState
-from runtime.errors import HubError
+from runtime.db import CheckpointStatus, JobState
 from runtime.jobs.queue import JobQueue
 from runtime.metrics import Metrics
 from runtime.wiring import Hub
@@ -36,10 +35,6 @@ from runtime.wiring import Hub
 MAX_BODY_BYTES = 64 * 1024
 API = "/api/v1"
 bearer = HTTPBearer(auto_error=False, description="A token from `hubctl token create`.")
-
-
-class Unauthorized(HubError):
-    pass
 
 
 # Plain lookups: async so FastAPI runs them on the event loop instead of a thread hop each.
@@ -71,7 +66,7 @@ def caller(
     store: TokenStore = request.app.state.tokens
     name = store.verify(credentials.credentials) if credentials is not None else None
     if name is None:
-        raise Unauthorized("missing, unknown or revoked bearer token")
+        raise errors.Unauthorized("missing, unknown or revoked bearer token")
     return f"api:{name}"
 
 
@@ -95,17 +90,6 @@ def create_app(*, hub: Hub, queue: JobQueue, metrics: Metrics) -> FastAPI:
     app.state.tokens = TokenStore(hub.ready_db())
     app.state.metrics = metrics
     errors.install(app)
-
-    async def unauthorized(_request: Request, exc: Exception) -> Response:
-        from fastapi.responses import JSONResponse
-
-        return JSONResponse(
-            {"error": "unauthorized", "detail": str(exc)},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-    app.add_exception_handler(Unauthorized, unauthorized)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.get("/healthz", tags=["system"], summary="Liveness: the process answers (no auth).")
@@ -226,13 +210,7 @@ def create_app(*, hub: Hub, queue: JobQueue, metrics: Metrics) -> FastAPI:
         target: Annotated[str | None, Query(max_length=256)] = None,
     ) -> dict[str, Any]:
         with hub.ready_db().session() as s:
-            query = select(AuditEntry).order_by(AuditEntry.id.desc())
-            count = select(func.count()).select_from(AuditEntry)
-            if target is not None:
-                query = query.where(AuditEntry.target == target)
-                count = count.where(AuditEntry.target == target)
-            items = [e.to_public() for e in s.scalars(query.limit(limit).offset(offset))]
-            total = int(s.scalar(count) or 0)
+            items, total = audit.page(s, target=target, limit=limit, offset=offset)
         return {"items": items, "total": total, "limit": limit, "offset": offset}
 
     return app

@@ -16,8 +16,14 @@ from runtime.errors import (
 )
 from runtime.proxmox import ProxmoxError
 
+
+class Unauthorized(HubError):
+    """No valid bearer token: 401, with the challenge header HTTP requires."""
+
+
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS: list[tuple[type[HubError], int, str]] = [
+    (Unauthorized, 401, "unauthorized"),
     (NotFoundError, 404, "not_found"),
     (UsageError, 422, "invalid"),
     (LockBusyError, 409, "busy"),
@@ -40,6 +46,7 @@ def install(app: FastAPI) -> None:
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HubError)
         status, code = status_for(exc)
-        return JSONResponse({"error": code, "detail": str(exc)}, status_code=status)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
 
     app.add_exception_handler(HubError, handle)
