@@ -13,6 +13,12 @@ import re
 import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from runtime.errors import OperationError
+
+if TYPE_CHECKING:
+    from runtime.proxmox import ProxmoxClient
 
 PREFIX = "hub-"
 _NAME = re.compile(r"^hub-([0-9a-f]{32})$")
@@ -27,6 +33,19 @@ def snapname_for(uuid: str) -> str:
 
 def is_hub_snapname(name: str) -> bool:
     return bool(_NAME.match(name))
+
+
+def remove_hub_snapshot(
+    proxmox: ProxmoxClient, *, node: str, vmid: int, name: str, force: bool, timeout: float
+) -> bool:
+    """Delete one of the Hub's snapshots (idempotent: False if it was already gone).
+
+    The last guard before a delete: whatever the caller checked, a name that is not the Hub's is
+    refused here, so no code path can remove a snapshot the Hub did not create.
+    """
+    if not is_hub_snapname(name):
+        raise OperationError(f"refusing to delete {name}: not a Hub snapshot name")
+    return proxmox.remove_snapshot(node, vmid, name=name, force=force, timeout=timeout)
 
 
 def valid_pve_snapname(name: str) -> bool:

@@ -248,10 +248,13 @@ class Reconciler:
             return False  # the task is unknown (node rebooted, log rotated): it is not running
 
     def _remove(self, node: str, vmid: int, name: str, *, force: bool) -> None:
-        if not naming.is_hub_snapname(name):  # belt and braces: ownership was checked by the caller
-            raise AssertionError(f"refusing to remove foreign snapshot {name}")
-        self.proxmox.remove_snapshot(
-            node, vmid, name=name, force=force, timeout=self.settings.task_timeout_seconds
+        naming.remove_hub_snapshot(
+            self.proxmox,
+            node=node,
+            vmid=vmid,
+            name=name,
+            force=force,
+            timeout=self.settings.task_timeout_seconds,
         )
 
     def _set_status(

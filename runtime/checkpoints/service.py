@@ -4,7 +4,8 @@ The protocol, for one VM under its cross-process lock:
 
 1. mark: insert the row as ``creating`` (committed, so a crash leaves a trace reconcile can find);
 2. snapshot: ask Proxmox for the snapshot and wait for its task (``OK`` or ``WARNINGS: N``);
-3. verify: the snapshot must be in the VM's snapshot list, complete; then mark ``completed``.
+3. verify: the snapshot must exist on Proxmox and be complete (no ``snapstate``); then mark
+   ``completed``.
 
 On any failure the row becomes ``failed`` with the error and a partial snapshot is removed. Every
 transition is audited. A crash at any instant is repaired by ``reconcile`` (see reconcile.py), which
@@ -304,10 +305,13 @@ class CheckpointService:
             return cp.to_public()
 
     def _delete_snapshot(self, node: str, vmid: int, name: str, *, force: bool) -> None:
-        if not naming.is_hub_snapname(name):
-            raise OperationError(f"refusing to delete {name}: not a Hub snapshot name")
-        self.proxmox.remove_snapshot(
-            node, vmid, name=name, force=force, timeout=self.settings.task_timeout_seconds
+        naming.remove_hub_snapshot(
+            self.proxmox,
+            node=node,
+            vmid=vmid,
+            name=name,
+            force=force,
+            timeout=self.settings.task_timeout_seconds,
         )
 
     # ------------------------------------------------------------------ prune
