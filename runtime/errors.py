@@ -2,19 +2,24 @@
 
 Every expected failure is a ``HubError``. The CLI maps ``UsageError`` (bad input, bad settings) to
 exit code 2 and every other ``HubError`` to exit code 1, printing one line; anything else is a bug
-and keeps its traceback. The Proxmox client's own typed errors live in ``runtime.proxmox.errors``
-and derive from ``OperationError``.
+and keeps its traceback. The base classes live in ``hubcore.errors`` (shared with hubinfra); the
+Proxmox client's typed errors live in ``hubcore.proxmox.errors`` and derive from ``OperationError``.
 """
 
 from __future__ import annotations
 
+from hubcore.errors import HubError, OperationError, UsageError
 
-class HubError(Exception):
-    """An expected failure, reported to the operator as one line."""
-
-
-class UsageError(HubError):
-    """Bad usage, bad input or bad settings: exit code 2."""
+__all__ = [
+    "DatabaseError",
+    "HubError",
+    "LockBackendError",
+    "LockBusyError",
+    "NotFoundError",
+    "OperationError",
+    "SettingsError",
+    "UsageError",
+]
 
 
 class SettingsError(UsageError):
@@ -25,10 +30,6 @@ class SettingsError(UsageError):
 
 class NotFoundError(UsageError):
     """The operator named something that does not exist (unknown checkpoint uuid, ...)."""
-
-
-class OperationError(HubError):
-    """The operation was attempted and failed: exit code 1."""
 
 
 class LockBusyError(OperationError):

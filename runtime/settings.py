@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from hubcore.proxmox.client import ProxmoxAccess
 from runtime.errors import SettingsError
 
 ENV_PREFIX = "HUB_"
@@ -131,20 +132,47 @@ class Settings(BaseSettings):
             return self.checkpoint_schedule
         return "0 0 * * *" if self.environment is Environment.PRODUCTION else "manual"
 
-    @property
-    def token_parts(self) -> tuple[str, str, str]:
-        """(user@realm, tokenid, secret) of the API token."""
+    def proxmox_access(self) -> ProxmoxAccess:
+        """How to reach Proxmox, and nothing about which VM: enough for the sentinel (outside the Hub)
+        and for code acting on many VMs. Fails naming the first missing setting."""
+        if self.proxmox_url is None:
+            raise SettingsError(env_name("proxmox_url"), "required for anything that touches Proxmox")
         if self.proxmox_api_token is None:
-            raise SettingsError("HUB_PROXMOX_API_TOKEN", "required for anything that touches Proxmox")
+            raise SettingsError(env_name("proxmox_api_token"), "required for anything that touches Proxmox")
         full, _, secret = self.proxmox_api_token.get_secret_value().partition("=")
         user, _, tokenid = full.partition("!")
-        return user, tokenid, secret
+        verify: bool | str = True
+        if self.proxmox_insecure:
+            verify = False
+        elif self.proxmox_ca_bundle is not None:
+            verify = str(self.proxmox_ca_bundle)
+        return ProxmoxAccess(
+            url=self.proxmox_url,
+            token_user=user,
+            token_name=tokenid,
+            token_secret=secret,
+            verify=verify,
+            timeout=self.api_timeout_seconds,
+            transient_retry_seconds=self.transient_retry_seconds,
+            locked_retry_seconds=self.locked_retry_seconds,
+        )
+
+    @property
+    def proxmox_configured(self) -> bool:
+        return self.proxmox_url is not None and self.proxmox_api_token is not None
+
+    def hub_vmid(self) -> int:
+        """The Hub VM's own id (``HUB_VMID``): the VM the Hub checkpoints when told no other."""
+        if self.vmid is None:
+            raise SettingsError(env_name("vmid"), "required: the id of the Hub VM")
+        return self.vmid
 
     def require_proxmox(self) -> None:
-        """Fail with a SettingsError naming the first missing setting a Proxmox operation needs."""
-        for name in ("proxmox_url", "proxmox_api_token", "node", "vmid"):
-            if getattr(self, name) is None:
-                raise SettingsError(env_name(name), "required for anything that touches Proxmox")
+        """Fail with a SettingsError naming the first missing setting a Hub-VM operation needs."""
+        self.proxmox_access()
+        self.hub_vmid()
+        if self.node is None:
+            raise SettingsError(env_name("node"), "required for anything that touches Proxmox")
 
     @classmethod
     def settings_customise_sources(

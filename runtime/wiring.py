@@ -9,13 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from hubcore.proxmox import ProxmoxClient
 from runtime.checkpoints.locking import FileLocks, RedisLocks, locks_for
 from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.service import CheckpointService
 from runtime.db import Database
 from runtime.identity import verify_identity
-from runtime.proxmox import ProxmoxClient
 from runtime.settings import Settings
 
 
@@ -36,7 +36,7 @@ class Hub:
     @cached_property
     def proxmox(self) -> ProxmoxClient:
         verify_identity(self.settings)
-        return ProxmoxClient.from_settings(self.settings)
+        return ProxmoxClient.from_access(self.settings.proxmox_access())
 
     @cached_property
     def locks(self) -> FileLocks | RedisLocks:

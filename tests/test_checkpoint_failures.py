@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from hubcore.proxmox import ProxmoxClient, ProxmoxLockedError, ProxmoxTLSError
 from runtime.checkpoints import naming
 from runtime.checkpoints.service import CheckpointError
 from runtime.db import AuditEntry
-from runtime.proxmox import ProxmoxClient, ProxmoxLockedError, ProxmoxTLSError
 from tests.conftest import HUB_VMID, TOKEN_ID, TOKEN_SECRET, HubEnv, hub_snapshots, one_line_error
 
 SNAP_POST = f"/api2/json/nodes/pve1/qemu/{HUB_VMID}/snapshot"

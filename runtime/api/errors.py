@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from hubcore.proxmox import ProxmoxError
 from runtime.errors import (
     DatabaseError,
     HubError,
@@ -14,7 +15,6 @@ from runtime.errors import (
     OperationError,
     UsageError,
 )
-from runtime.proxmox import ProxmoxError
 
 
 class Unauthorized(HubError):

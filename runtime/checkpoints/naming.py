@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from runtime.errors import OperationError
 
 if TYPE_CHECKING:
-    from runtime.proxmox import ProxmoxClient
+    from hubcore.proxmox import ProxmoxClient
 
 PREFIX = "hub-"
 _NAME = re.compile(r"^hub-([0-9a-f]{32})$")

@@ -30,11 +30,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from hubcore.proxmox import ProxmoxClient, ProxmoxError, Snapshot
 from runtime import audit
 from runtime.checkpoints import naming
 from runtime.checkpoints.locking import VmLocks, vm_lock_name
 from runtime.db import Checkpoint, CheckpointKind, CheckpointStatus, Database
-from runtime.proxmox import ProxmoxClient, ProxmoxError, Snapshot
 from runtime.settings import Settings
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from hubcore.proxmox import ProxmoxClient, ProxmoxError, Snapshot
 from runtime import audit, failpoints
 from runtime.checkpoints import naming
 from runtime.checkpoints.locking import VmLocks, vm_lock_name
@@ -29,7 +30,6 @@ from runtime.checkpoints.retention import Candidate, Decision, RetentionPolicy, 
 from runtime.db import Checkpoint, CheckpointKind, CheckpointStatus, Database
 from runtime.db.models import new_uuid
 from runtime.errors import OperationError, UsageError
-from runtime.proxmox import ProxmoxClient, ProxmoxError, Snapshot
 from runtime.settings import Settings
 
 Progress = Callable[[str], None]

@@ -1,14 +1,14 @@
 """Typed errors at the Proxmox API boundary.
 
 The client turns every HTTP status, transport failure and task exit status into one of these, so
-nothing above ``runtime.proxmox`` ever parses PVE's wording. ``transient`` says whether the client's
+nothing above ``hubcore.proxmox`` ever parses PVE's wording. ``transient`` says whether the client's
 retry loop may try again: connection trouble, 5xx answers and a config lock held by another task
 are; refused credentials, missing permissions, bad requests and lost quorum are not.
 """
 
 from __future__ import annotations
 
-from runtime.errors import OperationError
+from hubcore.errors import OperationError
 
 
 class ProxmoxError(OperationError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import requests
@@ -22,7 +22,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from runtime.proxmox.errors import (
+from hubcore.proxmox.errors import (
     ProxmoxAuthError,
     ProxmoxBadRequest,
     ProxmoxError,
@@ -36,7 +36,6 @@ from runtime.proxmox.errors import (
     ProxmoxTLSError,
     ProxmoxUnreachable,
 )
-from runtime.settings import Settings
 
 T = TypeVar("T")
 
@@ -51,6 +50,24 @@ _MISSING = re.compile(r"does not exist|no such (vm|snapshot|task)|not found", re
 _POLL_EVERY = 1.0
 _POLL_LONG_AFTER = 60.0
 _POLL_LONG = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProxmoxAccess:
+    """How to reach and authenticate to the Proxmox API, and nothing about which VM.
+
+    The sentinel (outside the Hub), the fleet code (many VMs) and hubinfra's clone set-up all build
+    a client from this alone. ``verify`` is True (system trust store), a CA bundle path, or False.
+    """
+
+    url: str
+    token_user: str
+    token_name: str
+    token_secret: str = field(repr=False)
+    verify: bool | str = True
+    timeout: float = 15.0
+    transient_retry_seconds: float = 30.0
+    locked_retry_seconds: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,24 +132,16 @@ class ProxmoxClient:
         self._sleep = sleep
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ProxmoxClient:
-        settings.require_proxmox()
-        user, tokenid, secret = settings.token_parts
-        verify: bool | str = True
-        if settings.proxmox_insecure:
-            verify = False
-        elif settings.proxmox_ca_bundle is not None:
-            verify = str(settings.proxmox_ca_bundle)
-        assert settings.proxmox_url is not None
+    def from_access(cls, access: ProxmoxAccess) -> ProxmoxClient:
         return cls(
-            base_url=settings.proxmox_url,
-            token_user=user,
-            token_name=tokenid,
-            token_secret=secret,
-            verify=verify,
-            timeout=settings.api_timeout_seconds,
-            transient_retry_seconds=settings.transient_retry_seconds,
-            locked_retry_seconds=settings.locked_retry_seconds,
+            base_url=access.url,
+            token_user=access.token_user,
+            token_name=access.token_name,
+            token_secret=access.token_secret,
+            verify=access.verify,
+            timeout=access.timeout,
+            transient_retry_seconds=access.transient_retry_seconds,
+            locked_retry_seconds=access.locked_retry_seconds,
         )
 
     # ------------------------------------------------------------------ reads

@@ -1,7 +1,7 @@
 """The Proxmox VE layer: the only code that knows API paths and PVE's error wording."""
 
-from runtime.proxmox.client import ProxmoxClient, Snapshot, TaskResult
-from runtime.proxmox.errors import (
+from hubcore.proxmox.client import ProxmoxAccess, ProxmoxClient, Snapshot, TaskResult
+from hubcore.proxmox.errors import (
     ProxmoxAuthError,
     ProxmoxBadRequest,
     ProxmoxError,
@@ -17,6 +17,7 @@ from runtime.proxmox.errors import (
 )
 
 __all__ = [
+    "ProxmoxAccess",
     "ProxmoxAuthError",
     "ProxmoxBadRequest",
     "ProxmoxClient",
