@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from hubcore.proxmox import VmRef
 from runtime.checkpoints import schedule
 from runtime.db import Checkpoint, CheckpointStatus
 from runtime.errors import HubError
@@ -125,13 +126,11 @@ def _proxmox(hub: Hub) -> Check:
 def _hub_vm(hub: Hub) -> Check:
     hub.settings.require_proxmox()
     assert hub.settings.node is not None and hub.settings.vmid is not None
-    status = hub.proxmox.vm_status(hub.settings.node, hub.settings.vmid)
-    state = status.get("status")
-    if state != "running":
-        return Check("hub_vm", "critical", f"VM {hub.settings.vmid} is {state}")
-    lock = status.get("lock")
-    if lock:
-        return Check("hub_vm", "degraded", f"VM {hub.settings.vmid} running, locked ({lock})")
+    status = hub.proxmox.vm_status(VmRef(vmid=hub.settings.vmid, node=hub.settings.node))
+    if status.status != "running":
+        return Check("hub_vm", "critical", f"VM {hub.settings.vmid} is {status.status}")
+    if status.lock:
+        return Check("hub_vm", "degraded", f"VM {hub.settings.vmid} running, locked ({status.lock})")
     return Check("hub_vm", "healthy", f"VM {hub.settings.vmid} running on {hub.settings.node}")
 
 

@@ -1,9 +1,10 @@
 """The Proxmox VE layer: the only code that knows API paths and PVE's error wording."""
 
-from hubcore.proxmox.client import ProxmoxAccess, ProxmoxClient, Snapshot, TaskResult
+from hubcore.proxmox.client import ProxmoxAccess, ProxmoxClient, Snapshot
 from hubcore.proxmox.errors import (
     ProxmoxAuthError,
     ProxmoxBadRequest,
+    ProxmoxConflict,
     ProxmoxError,
     ProxmoxLockedError,
     ProxmoxNotFound,
@@ -15,12 +16,15 @@ from hubcore.proxmox.errors import (
     ProxmoxTLSError,
     ProxmoxUnreachable,
 )
+from hubcore.proxmox.tasks import TaskResult, task_succeeded
+from hubcore.proxmox.vms import VmRef, VmResource, VmStatus
 
 __all__ = [
     "ProxmoxAccess",
     "ProxmoxAuthError",
     "ProxmoxBadRequest",
     "ProxmoxClient",
+    "ProxmoxConflict",
     "ProxmoxError",
     "ProxmoxLockedError",
     "ProxmoxNotFound",
@@ -33,4 +37,8 @@ __all__ = [
     "ProxmoxUnreachable",
     "Snapshot",
     "TaskResult",
+    "VmRef",
+    "VmResource",
+    "VmStatus",
+    "task_succeeded",
 ]

@@ -7,7 +7,6 @@ second snapshot task); deletes treat "does not exist" as done.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,24 +24,30 @@ from tenacity import (
 from hubcore.proxmox.errors import (
     ProxmoxAuthError,
     ProxmoxBadRequest,
+    ProxmoxConflict,
     ProxmoxError,
     ProxmoxLockedError,
     ProxmoxNotFound,
     ProxmoxPermissionError,
     ProxmoxQuorumError,
     ProxmoxServerError,
-    ProxmoxTaskFailed,
     ProxmoxTaskTimeout,
     ProxmoxTLSError,
     ProxmoxUnreachable,
 )
+from hubcore.proxmox.tasks import (
+    CONFLICT,
+    LOCKED,
+    MISSING,
+    QUORUM,
+    TaskResult,
+    task_error,
+    task_succeeded,
+    upid_node,
+)
+from hubcore.proxmox.vms import VmOperations
 
 T = TypeVar("T")
-
-# PVE's wording for a VM config lock held by someone else, in an HTTP answer or a task's exit status.
-_LOCKED = re.compile(r"can't lock file .* got timeout|VM is locked \(|is locked \(\w+\)")
-_QUORUM = re.compile(r"no quorum|cluster not ready")
-_MISSING = re.compile(r"does not exist|no such (vm|snapshot|task)|not found", re.IGNORECASE)
 
 # Task polling: ask at once (a snapshot of a small VM without RAM state can already be done), then
 # once a second as PVE's own task viewer does; a task still running after a minute is a long one
@@ -85,25 +90,13 @@ class Snapshot:
         return self.snapstate is None
 
 
-@dataclass(frozen=True, slots=True)
-class TaskResult:
-    upid: str
-    exitstatus: str
+class ProxmoxClient(VmOperations):
+    """The one Proxmox client of both halves: the runtime, the sentinel and hubinfra's clone set-up.
 
+    Snapshot calls here take ``(node, vmid)``; VM calls (``VmOperations``, in ``vms.py``) take a
+    ``VmRef``. Every call goes through ``_retrying`` and every task through ``wait_task``.
+    """
 
-def task_succeeded(exitstatus: str) -> bool:
-    """PVE's rule: ``OK``, or ``WARNINGS: N`` (the task did its work and logged warnings)."""
-    return exitstatus == "OK" or exitstatus.startswith("WARNINGS:")
-
-
-def upid_node(upid: str) -> str:
-    parts = upid.split(":")
-    if len(parts) < 9 or parts[0] != "UPID":
-        raise ProxmoxBadRequest(f"not a task id: {upid!r}")
-    return parts[1]
-
-
-class ProxmoxClient:
     def __init__(
         self,
         *,
@@ -127,6 +120,7 @@ class ProxmoxClient:
             timeout=timeout,
             service="PVE",
         )
+        self._token_id = f"{token_user}!{token_name}"
         self._transient_budget = transient_retry_seconds
         self._locked_budget = locked_retry_seconds
         self._sleep = sleep
@@ -148,9 +142,6 @@ class ProxmoxClient:
 
     def version(self) -> dict[str, Any]:
         return self._retrying(lambda: self._api.version.get())
-
-    def vm_status(self, node: str, vmid: int) -> dict[str, Any]:
-        return self._retrying(lambda: self._api.nodes(node).qemu(vmid).status.current.get())
 
     def list_snapshots(self, node: str, vmid: int) -> list[Snapshot]:
         """The VM's snapshots, without PVE's ``current`` pseudo-entry."""
@@ -291,7 +282,7 @@ class ProxmoxClient:
                 exitstatus = str(status.get("exitstatus") or "unknown")
                 if task_succeeded(exitstatus):
                     return TaskResult(upid=upid, exitstatus=exitstatus)
-                raise _task_error(upid, exitstatus)
+                raise task_error(upid, exitstatus)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProxmoxTaskTimeout(f"task {upid} still running after {timeout:.0f}s", upid=upid)
@@ -348,27 +339,19 @@ def _http_error(exc: ResourceException) -> ProxmoxError:
         return ProxmoxPermissionError(f"Proxmox denied permission (403): {text}", status=status)
     if status == 400:
         return ProxmoxBadRequest(message, status=status)
-    if _QUORUM.search(text):
+    if QUORUM.search(text):
         return ProxmoxQuorumError(f"the Proxmox cluster has lost quorum: {text}", status=status)
-    if _LOCKED.search(text):
+    if LOCKED.search(text):
         return ProxmoxLockedError(f"the VM is locked by another task: {text}", status=status)
-    if status == 404 or _MISSING.search(text):
+    if CONFLICT.search(text):
+        return ProxmoxConflict(f"Proxmox refused in the VM's current state: {text}", status=status)
+    if status == 404 or MISSING.search(text):
         return ProxmoxNotFound(message, status=status)
     if status == 595:
         return ProxmoxUnreachable(f"Proxmox node unreachable (595): {text}", status=status)
     if status >= 500:
         return ProxmoxServerError(message, status=status)
     return ProxmoxError(message, status=status)
-
-
-def _task_error(upid: str, exitstatus: str) -> ProxmoxError:
-    if re.search(r"snapshot '[^']+' does not exist", exitstatus):
-        return ProxmoxNotFound(f"Proxmox task failed: {exitstatus}")
-    if _LOCKED.search(exitstatus):
-        return ProxmoxLockedError(f"the VM is locked by another task: {exitstatus}")
-    if _QUORUM.search(exitstatus):
-        return ProxmoxQuorumError(f"the Proxmox cluster has lost quorum: {exitstatus}")
-    return ProxmoxTaskFailed(f"Proxmox task failed: {exitstatus}", upid=upid, exitstatus=exitstatus)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -3,7 +3,8 @@
 The client turns every HTTP status, transport failure and task exit status into one of these, so
 nothing above ``hubcore.proxmox`` ever parses PVE's wording. ``transient`` says whether the client's
 retry loop may try again: connection trouble, 5xx answers and a config lock held by another task
-are; refused credentials, missing permissions, bad requests and lost quorum are not.
+are; refused credentials, missing permissions, bad requests, lost quorum and a VM in the wrong state
+are not.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ class ProxmoxBadRequest(ProxmoxError):
 
 class ProxmoxNotFound(ProxmoxError):
     """The VM, snapshot or task does not exist."""
+
+
+class ProxmoxConflict(ProxmoxError):
+    """The VM is not in the state the request needs: not running (reboot, resume), running (destroy),
+    already running (start inside its task), or the new id is taken (clone). Retrying cannot help;
+    the caller reads the VM's state and decides."""
 
 
 class ProxmoxQuorumError(ProxmoxError):
