@@ -24,8 +24,9 @@ from typing import Any
 from proxmoxer import ProxmoxAPI  # pyright: ignore[reportMissingTypeStubs]
 
 from benchmarks.fakepve_thread import TOKEN_ID, TOKEN_SECRET, ServedPve
+from runtime.checkpoints.service import CheckpointService
 from runtime.settings import Settings
-from runtime.wiring import Hub
+from runtime.wiring import Services
 
 
 def bare_sequence(api: Any, *, interval: float = 1.0) -> None:
@@ -39,7 +40,7 @@ def bare_sequence(api: Any, *, interval: float = 1.0) -> None:
         time.sleep(interval)
 
 
-def make_hub(served: ServedPve, root: Path) -> Hub:
+def make_services(served: ServedPve, root: Path) -> Services:
     settings = Settings(
         database_url=f"sqlite:///{root / 'bench.db'}",
         proxmox_url=served.url,
@@ -54,9 +55,9 @@ def make_hub(served: ServedPve, root: Path) -> Hub:
         keep_weekly=0,
         keep_monthly=0,  # keep all: no deletes
     )
-    hub = Hub(settings=settings, actor="bench")
-    hub.db.upgrade()
-    return hub
+    services = Services(settings)
+    services.db.upgrade()
+    return services
 
 
 def measure(served: ServedPve, fn: Any, rounds: int, warmup: int) -> tuple[list[float], float]:
@@ -86,8 +87,8 @@ def scenario(task_secs: float, rounds: int, warmup: int) -> dict[str, Any]:
                 token_value=TOKEN_SECRET,
                 verify_ssl=served.cafile,
             )
-            hub = make_hub(served, root)
-            svc = hub.checkpoints
+            services = make_services(served, root)
+            svc = CheckpointService.build(services, actor="bench")
             # Interleave so both see the same machine conditions.
             bare_t: list[float] = []
             ours_t: list[float] = []
@@ -100,7 +101,7 @@ def scenario(task_secs: float, rounds: int, warmup: int) -> dict[str, Any]:
                 t, r = measure(served, lambda: svc.create(prune=False), rounds // 2, warmup)
                 ours_t += t
                 ours_r.append(r)
-            hub.close()
+            services.close()
         finally:
             served.stop()
     return {

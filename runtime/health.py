@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from hubcore.proxmox import VmRef
 from runtime.checkpoints import schedule
-from runtime.db import Checkpoint, CheckpointStatus
+from runtime.checkpoints.records import CheckpointStatus
+from runtime.db import Checkpoint
 from runtime.errors import HubError
-from runtime.wiring import Hub
+from runtime.wiring import Services
 
 ORDER = {"healthy": 0, "degraded": 1, "critical": 2}
 # A checkpoint still 'creating' after this long is stuck (its process died): reconcile resolves it.
@@ -43,26 +43,27 @@ def _guard(name: str, probe: Callable[[], Check]) -> Check:
         return Check(name, "critical", str(exc))
 
 
-def evaluate(hub: Hub, *, now: datetime | None = None) -> dict[str, Any]:
+def evaluate(services: Services, *, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    checks = [_guard("database", lambda: _database(hub))]
+    checks = [_guard("database", lambda: _database(services))]
     if checks[0].status != "critical":
-        checks.append(_guard("checkpoints", lambda: _checkpoints(hub, now)))
-    if hub.settings.redis_url:
-        checks.append(_guard("redis", lambda: _redis(hub)))
-    if hub.settings.proxmox_url is None:
-        checks.append(Check("proxmox", "critical", "HUB_PROXMOX_URL is not set"))
+        checks.append(_guard("checkpoints", lambda: _checkpoints(services, now)))
+    if services.settings.redis_url:
+        checks.append(_guard("redis", lambda: _redis(services)))
+    if not services.settings.proxmox_configured:
+        missing = "HUB_PROXMOX_URL" if services.settings.proxmox_url is None else "HUB_PROXMOX_API_TOKEN"
+        checks.append(Check("proxmox", "critical", f"{missing} is not set"))
     else:
-        checks.append(_guard("proxmox", lambda: _proxmox(hub)))
+        checks.append(_guard("proxmox", lambda: _proxmox(services)))
         if checks[-1].status == "healthy":
-            checks.append(_guard("hub_vm", lambda: _hub_vm(hub)))
+            checks.append(_guard("hub_vm", lambda: _hub_vm(services)))
     worst = max((c.status for c in checks), key=ORDER.__getitem__)
     return {"status": worst, "checks": [c.to_public() for c in checks], "at": now.isoformat()}
 
 
-def _database(hub: Hub) -> Check:
-    current = hub.db.current_revision()
-    head = hub.db.head_revision()
+def _database(services: Services) -> Check:
+    current = services.db.current_revision()
+    head = services.db.head_revision()
     if current != head:
         return Check(
             "database", "critical", f"schema at {current}, code expects {head}: run hubctl db upgrade"
@@ -70,8 +71,8 @@ def _database(hub: Hub) -> Check:
     return Check("database", "healthy", f"reachable, schema {current}")
 
 
-def _checkpoints(hub: Hub, now: datetime) -> Check:
-    with hub.db.session() as s:
+def _checkpoints(services: Services, now: datetime) -> Check:
+    with services.db.session() as s:
         stuck = s.scalar(
             select(func.count())
             .select_from(Checkpoint)
@@ -89,12 +90,12 @@ def _checkpoints(hub: Hub, now: datetime) -> Check:
         return Check(
             "checkpoints", "degraded", f"{stuck} checkpoint(s) stuck in 'creating': run hubctl reconcile"
         )
-    trigger = schedule.trigger_for(hub.settings)
+    trigger = schedule.trigger_for(services.settings)
     if trigger is None:
         return Check("checkpoints", "healthy", f"manual schedule; last completed {_ago(last, now)}")
     if last is None:
         return Check("checkpoints", "degraded", "scheduled checkpoints, but none has completed yet")
-    due = schedule.next_fire(hub.settings, after=last)
+    due = schedule.next_fire(services.settings, after=last)
     # One missed fire time (plus an hour of slack for the checkpoint itself) is degraded.
     if due is not None and now > due + timedelta(hours=1):
         return Check(
@@ -103,14 +104,14 @@ def _checkpoints(hub: Hub, now: datetime) -> Check:
     return Check("checkpoints", "healthy", f"last completed {_ago(last, now)}")
 
 
-def _redis(hub: Hub) -> Check:
+def _redis(services: Services) -> Check:
     import redis
     from redis.exceptions import RedisError
 
-    assert hub.settings.redis_url is not None
+    assert services.settings.redis_url is not None
     try:
         client = redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
-            hub.settings.redis_url, socket_connect_timeout=3, socket_timeout=3
+            services.settings.redis_url, socket_connect_timeout=3, socket_timeout=3
         )
         client.ping()  # pyright: ignore[reportUnknownMemberType]
     except RedisError as exc:
@@ -118,20 +119,19 @@ def _redis(hub: Hub) -> Check:
     return Check("redis", "healthy", "reachable")
 
 
-def _proxmox(hub: Hub) -> Check:
-    version = hub.proxmox.version()
+def _proxmox(services: Services) -> Check:
+    version = services.proxmox.version()
     return Check("proxmox", "healthy", f"API reachable, PVE {version.get('version', '?')}")
 
 
-def _hub_vm(hub: Hub) -> Check:
-    hub.settings.require_proxmox()
-    assert hub.settings.node is not None and hub.settings.vmid is not None
-    status = hub.proxmox.vm_status(VmRef(vmid=hub.settings.vmid, node=hub.settings.node))
+def _hub_vm(services: Services) -> Check:
+    vm = services.vms.locate(services.settings.hub_vmid())
+    status = services.proxmox.vm_status(vm)
     if status.status != "running":
-        return Check("hub_vm", "critical", f"VM {hub.settings.vmid} is {status.status}")
+        return Check("hub_vm", "critical", f"VM {vm.vmid} is {status.status}")
     if status.lock:
-        return Check("hub_vm", "degraded", f"VM {hub.settings.vmid} running, locked ({status.lock})")
-    return Check("hub_vm", "healthy", f"VM {hub.settings.vmid} running on {hub.settings.node}")
+        return Check("hub_vm", "degraded", f"VM {vm.vmid} running, locked ({status.lock})")
+    return Check("hub_vm", "healthy", f"VM {vm.vmid} running on {vm.node}")
 
 
 def _ago(when: datetime | None, now: datetime) -> str:

@@ -1,6 +1,6 @@
 """Prometheus metrics, and the health loop's latest document.
 
-The health loop (``runtime/service.py``) evaluates health every interval and stores the document
+The health loop (``runtime/serve.py``) evaluates health every interval and stores the document
 here; the API serves the stored one, so a scrape or a sentinel probe never waits on Proxmox.
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from runtime.db import Checkpoint
 from runtime.health import ORDER, evaluate
-from runtime.wiring import Hub
+from runtime.wiring import Services
 
 
 class Metrics:
@@ -37,13 +37,13 @@ class Metrics:
         self._lock = threading.Lock()
         self._latest: dict[str, Any] | None = None
 
-    def refresh(self, hub: Hub) -> dict[str, Any]:
-        doc = evaluate(hub)
+    def refresh(self, services: Services) -> dict[str, Any]:
+        doc = evaluate(services)
         self.health.set(ORDER[doc["status"]])
         for check in doc["checks"]:
             self.check.labels(check=check["name"]).set(ORDER[check["status"]])
         try:
-            with hub.db.session() as s:
+            with services.db.session() as s:
                 for status, count in s.execute(
                     select(Checkpoint.status, func.count()).group_by(Checkpoint.status)
                 ):
@@ -59,7 +59,7 @@ class Metrics:
             self._latest = doc
         return doc
 
-    def latest_health(self, hub: Hub) -> dict[str, Any]:
+    def latest_health(self, services: Services) -> dict[str, Any]:
         with self._lock:
             doc = self._latest
-        return doc if doc is not None else self.refresh(hub)
+        return doc if doc is not None else self.refresh(services)

@@ -11,7 +11,7 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
@@ -23,8 +23,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from hubcore.proxmox.client import ProxmoxAccess
 from runtime.errors import SettingsError
+
+if TYPE_CHECKING:
+    from hubcore.proxmox import ProxmoxAccess
 
 ENV_PREFIX = "HUB_"
 
@@ -135,6 +137,8 @@ class Settings(BaseSettings):
     def proxmox_access(self) -> ProxmoxAccess:
         """How to reach Proxmox, and nothing about which VM: enough for the sentinel (outside the Hub)
         and for code acting on many VMs. Fails naming the first missing setting."""
+        from hubcore.proxmox import ProxmoxAccess  # the client's package: only when Proxmox is used
+
         if self.proxmox_url is None:
             raise SettingsError(env_name("proxmox_url"), "required for anything that touches Proxmox")
         if self.proxmox_api_token is None:
@@ -166,13 +170,6 @@ class Settings(BaseSettings):
         if self.vmid is None:
             raise SettingsError(env_name("vmid"), "required: the id of the Hub VM")
         return self.vmid
-
-    def require_proxmox(self) -> None:
-        """Fail with a SettingsError naming the first missing setting a Hub-VM operation needs."""
-        self.proxmox_access()
-        self.hub_vmid()
-        if self.node is None:
-            raise SettingsError(env_name("node"), "required for anything that touches Proxmox")
 
     @classmethod
     def settings_customise_sources(

@@ -1,33 +1,28 @@
-"""Builds the runtime's services from the one Settings object, for the CLI and the service.
+"""The runtime's infrastructure handles, built once from the one Settings object.
 
-Nothing here reads the environment: settings arrive already loaded and are handed down explicitly.
+``Services`` holds what every domain needs and nothing domain-specific: the database, the Proxmox
+client (from Proxmox *access* alone, so it can act on any VM), the VM lock and the VM locator. Domain
+services (checkpoints, health, machines, ...) are built from it by their own packages, so this module
+imports no domain. Nothing here reads the environment: settings arrive loaded and are handed down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from hubcore.proxmox import ProxmoxClient
-from runtime.checkpoints.locking import FileLocks, RedisLocks, locks_for
-from runtime.checkpoints.queries import CheckpointQueries
-from runtime.checkpoints.reconcile import Reconciler
-from runtime.checkpoints.service import CheckpointService
 from runtime.db import Database
 from runtime.identity import verify_identity
+from runtime.locks import FileLocks, RedisLocks, locks_for
 from runtime.settings import Settings
+from runtime.vms import VmLocator
 
 
-def _quiet(_: str) -> None:
-    pass
+class Services:
+    """Lazily built, shared handles: a command that needs only the database never builds a client."""
 
-
-@dataclass
-class Hub:
-    settings: Settings
-    actor: str = "hubctl"
-    progress: Callable[[str], None] = field(default=_quiet)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     @cached_property
     def db(self) -> Database:
@@ -42,39 +37,13 @@ class Hub:
     def locks(self) -> FileLocks | RedisLocks:
         return locks_for(self.settings)
 
+    @cached_property
+    def vms(self) -> VmLocator:
+        return VmLocator(self.proxmox, hub_node=self.settings.node)
+
     def ready_db(self) -> Database:
         self.db.ensure_ready()
         return self.db
-
-    @cached_property
-    def checkpoints(self) -> CheckpointService:
-        return self.checkpoint_service(progress=self.progress, actor=self.actor)
-
-    def checkpoint_service(self, *, progress: Callable[[str], None], actor: str) -> CheckpointService:
-        """A checkpoint service sharing this Hub's database, client and locks (one per job, so each
-        job's progress lands on its own row)."""
-        self.settings.require_proxmox()
-        return CheckpointService(
-            settings=self.settings,
-            db=self.ready_db(),
-            proxmox=self.proxmox,
-            locks=self.locks,
-            actor=actor,
-            progress=progress,
-        )
-
-    def checkpoints_readonly(self) -> CheckpointQueries:
-        return CheckpointQueries(self.ready_db())
-
-    @cached_property
-    def reconciler(self) -> Reconciler:
-        return self.reconciler_for(actor=self.actor)
-
-    def reconciler_for(self, *, actor: str) -> Reconciler:
-        self.settings.require_proxmox()
-        return Reconciler(
-            settings=self.settings, db=self.ready_db(), proxmox=self.proxmox, locks=self.locks, actor=actor
-        )
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -12,15 +12,18 @@ import secrets
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from runtime.checkpoints.queries import CheckpointQueries
+from runtime.checkpoints.reconcile import Reconciler
+from runtime.checkpoints.service import CheckpointService
 from runtime.settings import Settings, load_settings
-from runtime.wiring import Hub
+from runtime.wiring import Services
 
 REPO = Path(__file__).resolve().parent.parent
 HUBCTL = [sys.executable, "-m", "runtime"]
@@ -124,8 +127,19 @@ class HubEnv:
                 else:
                     os.environ[k] = v
 
-    def hub(self, **overrides: Any) -> Hub:
-        return Hub(settings=self.settings(**overrides), actor="test")
+    def services(self, **overrides: Any) -> Services:
+        return Services(self.settings(**overrides))
+
+    def checkpoints(
+        self, progress: Callable[[str], None] = lambda _m: None, **overrides: Any
+    ) -> CheckpointService:
+        return CheckpointService.build(self.services(**overrides), actor="test", progress=progress)
+
+    def reconciler(self, **overrides: Any) -> Reconciler:
+        return Reconciler.build(self.services(**overrides), actor="test")
+
+    def queries(self) -> CheckpointQueries:
+        return CheckpointQueries(self.services().ready_db())
 
     def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -172,14 +186,14 @@ def make_env(pve: Any, cafile: str, tmp: Path, database_url: str, **extra: str) 
 def hubenv(pve: Any, fakepve_cafile: str, tmp_path: Path, database_url: str) -> HubEnv:
     """A Hub on SQLite and on PostgreSQL (parametrised), talking to the fake cluster."""
     env = make_env(pve, fakepve_cafile, tmp_path, database_url)
-    env.hub().db.upgrade()
+    env.services().db.upgrade()
     return env
 
 
 @pytest.fixture
 def sqlite_hubenv(pve: Any, fakepve_cafile: str, tmp_path: Path, sqlite_url: str) -> HubEnv:
     env = make_env(pve, fakepve_cafile, tmp_path, sqlite_url)
-    env.hub().db.upgrade()
+    env.services().db.upgrade()
     return env
 
 

@@ -34,7 +34,7 @@ def service(
         )
     else:
         env = make_env(pve, fakepve_cafile, tmp_path, f"sqlite:///{tmp_path / 'hub.db'}")
-    env.hub().db.upgrade()
+    env.services().db.upgrade()
     svc = Service(env=env, port=free_port(), token=make_token(env, "tests"))
     svc.start(HUB_HEALTH_INTERVAL_SECONDS="1")
     try:
@@ -106,7 +106,7 @@ def test_a_failing_job_reports_its_error(service: Service, pve: Any) -> None:
 
 def test_pagination(service: Service) -> None:
     base = datetime(2026, 11, 1, tzinfo=UTC)
-    with service.env.hub().db.session() as s:
+    with service.env.services().db.session() as s:
         for i in range(7):
             uuid = new_uuid()
             s.add(
@@ -172,7 +172,7 @@ def test_jobs_survive_a_crash_and_restart(
     """kill -9 of the service while a checkpoint job runs: after restart the job says it was
     interrupted, reconcile completed the checkpoint, and the service works on."""
     env = make_env(pve, fakepve_cafile, tmp_path, postgres_url, HUB_REDIS_URL=redis_url)
-    env.hub().db.upgrade()
+    env.services().db.upgrade()
     svc = Service(env=env, port=free_port(), token=make_token(env, "tests"))
     svc.start(HUB_FAILPOINT="checkpoint.snapshot_started")
     job = svc.post("/api/v1/checkpoints", {"reason": "interrupted"}).json()

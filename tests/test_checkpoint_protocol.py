@@ -50,7 +50,7 @@ def test_create_runs_the_protocol_and_records_everything(hubenv: HubEnv, pve: An
     assert verify in calls[status:]
 
     # Every transition is audited, in order.
-    with hubenv.hub().db.session() as s:
+    with hubenv.services().db.session() as s:
         rows = s.scalars(select(AuditEntry).where(AuditEntry.target == cp["uuid"]).order_by(AuditEntry.id))
         trail = [(e.action, e.outcome) for e in rows]
         stored = s.get_one(Checkpoint, cp["uuid"])
@@ -65,8 +65,8 @@ def test_create_runs_the_protocol_and_records_everything(hubenv: HubEnv, pve: An
 
 
 def test_list_is_newest_first_and_filters(hubenv: HubEnv, pve: Any) -> None:
-    hub = hubenv.hub(keep_last=0, keep_daily=0, keep_weekly=0, keep_monthly=0)
-    made = [hub.checkpoints.create(reason=f"n{i}")["uuid"] for i in range(3)]
+    svc = hubenv.checkpoints(keep_last=0, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    made = [svc.create(reason=f"n{i}").uuid for i in range(3)]
     out = json.loads(hubenv.run("checkpoint", "list", "--json").stdout)["checkpoints"]
     assert [c["uuid"] for c in out] == list(reversed(made))
     assert json.loads(hubenv.run("checkpoint", "list", "--status", "failed", "--json").stdout) == {
@@ -94,18 +94,18 @@ def test_foreign_snapshots_are_never_touched(hubenv: HubEnv, pve: Any) -> None:
     vm.snapshots["before-kernel"] = {"snaptime": 1, "description": "operator's own"}
     # Named like ours but not claimed by its description: still foreign.
     vm.snapshots["hub-" + "0" * 32] = {"snaptime": 2, "description": "someone else's"}
-    hub = hubenv.hub(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    svc = hubenv.checkpoints(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
     for _ in range(3):
-        hub.checkpoints.create()
+        svc.create()
     assert hubenv.run("reconcile").returncode == 0
     assert "before-kernel" in vm.snapshots and "hub-" + "0" * 32 in vm.snapshots
     assert len(hub_snapshots(pve)) == 2  # the foreign hub-000... plus the one checkpoint keep-last keeps
 
 
 def test_audit_trail_is_append_only(hubenv: HubEnv) -> None:
-    hub = hubenv.hub()
-    hub.checkpoints.create()
-    engine = hub.db.engine
+    svc = hubenv.checkpoints()
+    svc.create()
+    engine = svc.db.engine
     for statement in ("UPDATE hub_audit SET outcome = 'forged'", "DELETE FROM hub_audit"):
         with engine.connect() as conn:
             try:
@@ -115,14 +115,14 @@ def test_audit_trail_is_append_only(hubenv: HubEnv) -> None:
                 assert "append-only" in str(exc)
             else:
                 raise AssertionError(f"{statement!r} was allowed")
-    with hub.db.session() as s:
+    with svc.db.session() as s:
         assert all(e.outcome != "forged" for e in s.scalars(select(AuditEntry)))
 
 
 def test_audit_details_carry_no_secrets(hubenv: HubEnv) -> None:
-    hub = hubenv.hub()
-    hub.checkpoints.create(reason="token hub@pve!hub=" + "ab" * 16)
-    with hub.db.session() as s:
+    svc = hubenv.checkpoints()
+    svc.create(reason="token hub@pve!hub=" + "ab" * 16)
+    with svc.db.session() as s:
         dumped = json.dumps([e.to_public() for e in s.scalars(select(AuditEntry))])
     assert "ab" * 16 not in dumped
     assert hubenv.values["HUB_PROXMOX_API_TOKEN"].split("=")[1] not in dumped

@@ -135,7 +135,7 @@ def test_nothing_is_deleted_without_an_audit_row(sqlite_hubenv: HubEnv, pve: Any
     }
     reconcile(env)
     assert hub_snapshots(pve) == {}
-    with env.hub().db.session() as s:
+    with env.services().db.session() as s:
         trail = [(e.action, e.details.get("why", "")) for e in s.scalars(select(AuditEntry))]
     assert any(action == "reconcile.status" and "incomplete" in why for action, why in trail)
 

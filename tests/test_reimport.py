@@ -30,29 +30,28 @@ def test_rollback_to_a_checkpoint_then_reconcile(sqlite_hubenv: HubEnv, pve: Any
     env = sqlite_hubenv
     db_file = _sqlite_path(env)
     frozen = tmp_path / "at-snapshot.db"
-    hub = env.hub(keep_last=10)
 
     def capture(message: str) -> None:
         # The instant Proxmox takes the snapshot, the disk holds the database with the row 'creating'.
         if message.startswith("snapshot ") and " started: " in message and not frozen.exists():
             _copy(db_file, frozen)
 
-    hub.progress = capture
-    restored_from = hub.checkpoints.create(reason="C")
-    later = [hub.checkpoints.create(reason=f"after C #{i}") for i in range(2)]
+    svc = env.checkpoints(progress=capture, keep_last=10)
+    restored_from = svc.create(reason="C").to_public()
+    later = [svc.create(reason=f"after C #{i}").to_public() for i in range(2)]
     assert frozen.exists()
 
     # Roll the Hub VM back to C: its disk, hence its database, is C's again.
-    hub.close()
+    svc.db.dispose()
     for suffix in ("", "-wal", "-shm"):
         Path(str(db_file) + suffix).unlink(missing_ok=True)
     shutil.copy(frozen, db_file)
-    before = {r["uuid"]: r["status"] for r in env.hub().checkpoints_readonly().list()}
+    before = {r.uuid: r.status for r in env.queries().list()}
     assert before == {restored_from["uuid"]: "creating"}
 
     result = env.run("reconcile", "--json")
     assert result.returncode == 0, result.stderr
-    after = {r["uuid"]: r for r in env.hub().checkpoints_readonly().list()}
+    after = {r.uuid: r.to_public() for r in env.queries().list()}
     assert after[restored_from["uuid"]]["status"] == "completed"
     for cp in later:
         assert after[cp["uuid"]]["status"] == "completed"
@@ -60,7 +59,7 @@ def test_rollback_to_a_checkpoint_then_reconcile(sqlite_hubenv: HubEnv, pve: Any
         assert after[cp["uuid"]]["kind"] == "manual"
         assert after[cp["uuid"]]["snapname"] == cp["snapname"]
     assert set(hub_snapshots(pve)) == {r["snapname"] for r in after.values()}
-    with env.hub().db.session() as s:
+    with env.services().db.session() as s:
         imports = [
             e.target for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile.import"))
         ]
@@ -77,15 +76,15 @@ def test_database_restored_from_an_older_copy(
 
     url = f"sqlite:///{tmp_path / 'a.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
     env = make_env(pve, fakepve_cafile, tmp_path, url, HUB_KEEP_LAST="10")
-    env.hub().db.upgrade()
-    made = [env.hub().checkpoints.create(kind=k, reason=f"r{i}") for i, k in enumerate(_kinds())]
+    env.services().db.upgrade()
+    made = [env.checkpoints().create(kind=k, reason=f"r{i}").to_public() for i, k in enumerate(_kinds())]
     fresh_url = (
         f"sqlite:///{tmp_path / 'b.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
     )
     env2 = make_env(pve, fakepve_cafile, tmp_path, fresh_url, HUB_KEEP_LAST="10")
     assert env2.run("db", "upgrade").returncode == 0
     assert env2.run("reconcile").returncode == 0
-    back = {r["uuid"]: r for r in env2.hub().checkpoints_readonly().list()}
+    back = {r.uuid: r.to_public() for r in env2.queries().list()}
     assert set(back) == {cp["uuid"] for cp in made}
     for cp in made:
         assert back[cp["uuid"]]["kind"] == cp["kind"]
@@ -93,6 +92,6 @@ def test_database_restored_from_an_older_copy(
 
 
 def _kinds() -> list[Any]:
-    from runtime.db import CheckpointKind
+    from runtime.checkpoints.records import CheckpointKind
 
     return [CheckpointKind.MANUAL, CheckpointKind.EMERGENCY, CheckpointKind.PRE_OPERATION]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from runtime.checkpoints.errors import CheckpointError
 from runtime.checkpoints.retention import Candidate, RetentionPolicy, decide
-from runtime.checkpoints.service import CheckpointError
 from tests.conftest import HubEnv, hub_snapshots
 
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)  # a Saturday
@@ -83,15 +83,14 @@ class Clock:
 
 def test_prune_applies_the_policy_to_proxmox(hubenv: HubEnv, pve: Any) -> None:
     clock = Clock(T0 - timedelta(days=9))
-    hub = hubenv.hub(keep_last=2, keep_hourly=0, keep_daily=4, keep_weekly=0, keep_monthly=0)
-    svc = hub.checkpoints
+    svc = hubenv.checkpoints(keep_last=2, keep_hourly=0, keep_daily=4, keep_weekly=0, keep_monthly=0)
     svc.clock = clock
     made = []
     for _ in range(10):  # one checkpoint a day for 10 days, two on the last day
-        made.append(svc.create(prune=False))
+        made.append(svc.create(prune=False).to_public())
         clock.now += timedelta(days=1)
     clock.now -= timedelta(hours=12)
-    made.append(svc.create(prune=False))
+    made.append(svc.create(prune=False).to_public())
     foreign = {"before-upgrade": {"snaptime": 1, "description": "by hand"}}
     pve.vm(100).snapshots.update(foreign)
 
@@ -113,25 +112,25 @@ def test_prune_applies_the_policy_to_proxmox(hubenv: HubEnv, pve: Any) -> None:
     assert len(hub_snapshots(pve)) == 11  # dry run touched nothing
 
     svc.prune()
-    remaining = {r["uuid"] for r in hub.checkpoints_readonly().list() if r["status"] == "completed"}
+    remaining = {r.uuid for r in hubenv.queries().list() if r.status == "completed"}
     assert remaining == survivors
     assert set(hub_snapshots(pve)) == {m["snapname"] for m in made if m["uuid"] in survivors}
     assert "before-upgrade" in pve.vm(100).snapshots
 
 
 def test_retention_runs_after_success_only_and_spares_protected(sqlite_hubenv: HubEnv, pve: Any) -> None:
-    hub = sqlite_hubenv.hub(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
-    first = hub.checkpoints.create()
+    svc = sqlite_hubenv.checkpoints(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    first = svc.create().to_public()
     result = sqlite_hubenv.run("checkpoint", "protect", first["uuid"], "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["protected"] is True
-    second = hub.checkpoints.create()
+    second = svc.create().to_public()
     pve.fail("POST", "/nodes/pve1/qemu/100/snapshot", error="snapshot_feature_not_available")
     with pytest.raises(CheckpointError):
-        hub.checkpoints.create()  # failed: must not prune anything
+        svc.create()  # failed: must not prune anything
     assert set(hub_snapshots(pve)) == {first["snapname"], second["snapname"]}
     pve.failures.clear()
-    third = hub.checkpoints.create()  # succeeded: keep-last 1 keeps it, protected first survives
+    third = svc.create().to_public()  # succeeded: keep-last 1 keeps it, protected first survives
     assert set(hub_snapshots(pve)) == {first["snapname"], third["snapname"]}
     # Protection is recorded on Proxmox too, so it survives a rollback of the database.
     assert "hub-protected: yes" in pve.vm(100).snapshots[first["snapname"]]["description"]

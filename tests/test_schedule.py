@@ -9,8 +9,8 @@ from typing import Any
 
 import time_machine
 
+from runtime.checkpoints.records import CheckpointKind
 from runtime.checkpoints.schedule import CheckpointScheduler, catch_up_due, next_fire
-from runtime.db import CheckpointKind
 from runtime.settings import Environment
 from tests.conftest import HubEnv
 
@@ -44,8 +44,9 @@ def _collecting(env: HubEnv, **settings: Any) -> tuple[CheckpointScheduler, list
         fired.append(datetime.now(UTC))
         done.set()
 
-    hub = env.hub(**settings)
-    return CheckpointScheduler(settings=hub.settings, db=hub.ready_db(), job=job), fired, done
+    services = env.services(**settings)
+    scheduler = CheckpointScheduler(settings=services.settings, db=services.ready_db(), vmid=100, job=job)
+    return scheduler, fired, done
 
 
 def test_scheduler_fires_at_midnight_utc_on_a_controlled_clock(sqlite_hubenv: HubEnv) -> None:
@@ -72,9 +73,9 @@ def test_development_schedules_nothing(sqlite_hubenv: HubEnv) -> None:
 
 
 def test_catch_up_runs_once_at_start_after_downtime(sqlite_hubenv: HubEnv, pve: Any) -> None:
-    hub = sqlite_hubenv.hub(environment=Environment.PRODUCTION)
+    svc = sqlite_hubenv.checkpoints(environment=Environment.PRODUCTION)
     with time_machine.travel(MIDNIGHT - timedelta(days=3, minutes=-1), tick=False):
-        hub.checkpoints.create(kind=CheckpointKind.SCHEDULED)  # the last scheduled run, 3 days ago
+        svc.create(kind=CheckpointKind.SCHEDULED)  # the last scheduled run, 3 days ago
     with time_machine.travel(MIDNIGHT + timedelta(hours=9), tick=True):
         scheduler, fired, done = _collecting(sqlite_hubenv, environment=Environment.PRODUCTION)
         assert scheduler.start() is True
@@ -88,22 +89,22 @@ def test_catch_up_runs_once_at_start_after_downtime(sqlite_hubenv: HubEnv, pve: 
 
 def test_scheduled_job_takes_a_scheduled_checkpoint(sqlite_hubenv: HubEnv, pve: Any) -> None:
     """The service's job is a real scheduled checkpoint (the same code path `hubctl serve` uses)."""
-    hub = sqlite_hubenv.hub(environment=Environment.PRODUCTION)
+    svc = sqlite_hubenv.checkpoints(environment=Environment.PRODUCTION)
     done = threading.Event()
 
     def job() -> None:
-        hub.checkpoints.create(kind=CheckpointKind.SCHEDULED, reason="schedule")
+        svc.create(kind=CheckpointKind.SCHEDULED, reason="schedule")
         done.set()
 
     with time_machine.travel(MIDNIGHT - timedelta(seconds=5), tick=True):
-        scheduler = CheckpointScheduler(settings=hub.settings, db=hub.ready_db(), job=job)
+        scheduler = CheckpointScheduler(settings=svc.settings, db=svc.db, vmid=100, job=job)
         scheduler.start()
         try:
             assert done.wait(timeout=20)
         finally:
             scheduler.shutdown()
-    rows = hub.checkpoints_readonly().list()
-    assert [(r["kind"], r["status"]) for r in rows] == [("scheduled", "completed")]
+    rows = sqlite_hubenv.queries().list()
+    assert [(r.kind, r.status) for r in rows] == [("scheduled", "completed")]
 
 
 def test_schedule_show_command(sqlite_hubenv: HubEnv) -> None:
@@ -118,19 +119,19 @@ def test_schedule_command_catches_up_then_stops_on_sigterm(sqlite_hubenv: HubEnv
     import signal
     import time
 
-    hub = sqlite_hubenv.hub(environment=Environment.PRODUCTION)
+    svc = sqlite_hubenv.checkpoints(environment=Environment.PRODUCTION)
     with time_machine.travel(datetime.now(UTC) - timedelta(days=2), tick=False):
-        hub.checkpoints.create(kind=CheckpointKind.SCHEDULED)  # last scheduled run: two days ago
+        svc.create(kind=CheckpointKind.SCHEDULED)  # last scheduled run: two days ago
     proc = sqlite_hubenv.spawn("checkpoint", "schedule", HUB_ENVIRONMENT="production")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        rows = [r for r in hub.checkpoints_readonly().list() if r["kind"] == "scheduled"]
-        if len(rows) == 2 and rows[0]["status"] == "completed":
+        rows = [r for r in sqlite_hubenv.queries().list() if r.kind == "scheduled"]
+        if len(rows) == 2 and rows[0].status == "completed":
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "catching up" in out
-    rows = [r for r in hub.checkpoints_readonly().list() if r["kind"] == "scheduled"]
-    assert [r["status"] for r in rows] == ["completed", "completed"]
+    rows = [r for r in sqlite_hubenv.queries().list() if r.kind == "scheduled"]
+    assert [r.status for r in rows] == ["completed", "completed"]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from runtime.checkpoints.errors import CheckpointError
 from runtime.checkpoints.preop import pre_operation
-from runtime.checkpoints.service import CheckpointError
 from runtime.errors import SettingsError
 from runtime.settings import Environment, load_settings
 from tests.conftest import HubEnv, hub_snapshots, one_line_error
@@ -37,9 +37,10 @@ def test_malformed_settings_name_the_setting(sqlite_hubenv: HubEnv, env: dict[st
     assert result.stdout == ""
 
 
-def test_missing_proxmox_setting_is_named(sqlite_hubenv: HubEnv) -> None:
+@pytest.mark.parametrize("missing", ["HUB_PROXMOX_URL", "HUB_PROXMOX_API_TOKEN", "HUB_VMID"])
+def test_missing_proxmox_setting_is_named(sqlite_hubenv: HubEnv, missing: str) -> None:
     env = sqlite_hubenv.env()
-    del env["HUB_NODE"]
+    del env[missing]
     import subprocess
 
     from tests.conftest import HUBCTL
@@ -53,7 +54,15 @@ def test_missing_proxmox_setting_is_named(sqlite_hubenv: HubEnv) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "HUB_NODE" in one_line_error(result.stderr)
+    assert missing in one_line_error(result.stderr)
+
+
+def test_hub_node_is_only_a_hint(sqlite_hubenv: HubEnv) -> None:
+    """The node comes from the cluster: a missing or stale HUB_NODE does not misdirect a checkpoint."""
+    for node in ("", "pve9"):
+        result = sqlite_hubenv.run("checkpoint", "create", "--json", HUB_NODE=node)
+        assert result.returncode == 0, result.stderr
+        assert '"node": "pve1"' in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -122,23 +131,23 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
 
 
 def test_pre_operation_checkpoints_first_and_audits_the_outcome(sqlite_hubenv: HubEnv, pve: Any) -> None:
-    hub = sqlite_hubenv.hub()
+    svc = sqlite_hubenv.checkpoints()
     ran: list[str] = []
-    with pre_operation(hub.checkpoints, "upgrade postgres") as cp:
-        assert cp["status"] == "completed" and cp["kind"] == "pre-operation"
-        assert cp["snapname"] in hub_snapshots(pve)  # the checkpoint exists before the operation runs
+    with pre_operation(svc, "upgrade postgres") as cp:
+        assert cp.status == "completed" and cp.kind == "pre-operation"
+        assert cp.snapname in hub_snapshots(pve)  # the checkpoint exists before the operation runs
         ran.append("op")
-    with pytest.raises(RuntimeError), pre_operation(hub.checkpoints, "risky"):
+    with pytest.raises(RuntimeError), pre_operation(svc, "risky"):
         raise RuntimeError("boom")
     pve.fail("POST", "/nodes/pve1/qemu/100/snapshot", error="snapshot_feature_not_available")
-    with pytest.raises(CheckpointError), pre_operation(hub.checkpoints, "never runs"):
+    with pytest.raises(CheckpointError), pre_operation(svc, "never runs"):
         ran.append("must not run")
     assert ran == ["op"]
     from sqlalchemy import select
 
     from runtime.db import AuditEntry
 
-    with hub.db.session() as s:
+    with svc.db.session() as s:
         ops = [
             (e.outcome, e.details["reason"])
             for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "operation"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+
+from runtime.checkpoints.records import CheckpointKind, CheckpointStatus
+from runtime.db import JobState
 
 
 class CheckpointPublic(BaseModel):
@@ -12,8 +15,8 @@ class CheckpointPublic(BaseModel):
     vm_id: int
     node: str
     snapname: str
-    kind: str
-    status: str
+    kind: CheckpointKind
+    status: CheckpointStatus
     reason: str | None
     created_at: str
     completed_at: str | None
@@ -29,14 +32,6 @@ class CheckpointPage(BaseModel):
     offset: int
 
 
-class CheckpointCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["manual", "scheduled", "pre-operation", "emergency"] = "manual"
-    reason: str | None = Field(default=None, max_length=500)
-    vmid: int | None = Field(default=None, ge=100, le=999_999_999)
-
-
 class PruneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -47,7 +42,7 @@ class JobPublic(BaseModel):
     id: str
     kind: str
     params: dict[str, Any]
-    state: Literal["queued", "running", "succeeded", "failed"]
+    state: JobState
     actor: str
     progress: list[str]
     result: dict[str, Any] | None

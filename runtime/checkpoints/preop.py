@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import contextmanager
-from typing import Any
 
 from runtime import audit
+from runtime.checkpoints.records import CheckpointKind, CheckpointRecord
 from runtime.checkpoints.service import CheckpointService
-from runtime.db import CheckpointKind
 
 
 @contextmanager
-def pre_operation(service: CheckpointService, reason: str) -> Generator[dict[str, Any], None, None]:
+def pre_operation(service: CheckpointService, reason: str) -> Generator[CheckpointRecord, None, None]:
     checkpoint = service.create(kind=CheckpointKind.PRE_OPERATION, reason=reason)
     try:
         yield checkpoint
@@ -29,12 +28,12 @@ def pre_operation(service: CheckpointService, reason: str) -> Generator[dict[str
                 s,
                 actor=service.actor,
                 action="operation",
-                target=checkpoint["uuid"],
+                target=checkpoint.uuid,
                 outcome="failed",
                 details={
                     "reason": reason,
                     "error": str(exc) or type(exc).__name__,
-                    "rollback_target": checkpoint["snapname"],
+                    "rollback_target": checkpoint.snapname,
                 },
             )
         raise
@@ -43,7 +42,7 @@ def pre_operation(service: CheckpointService, reason: str) -> Generator[dict[str
             s,
             actor=service.actor,
             action="operation",
-            target=checkpoint["uuid"],
+            target=checkpoint.uuid,
             outcome="completed",
             details={"reason": reason},
         )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy import ColumnElement, Select, func, select
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
-
-from runtime.db import Checkpoint, CheckpointStatus, Database
+from runtime.checkpoints.records import CheckpointRecord, CheckpointStatus
+from runtime.db import Checkpoint, Database
 from runtime.errors import NotFoundError
 
 
@@ -15,12 +13,12 @@ class CheckpointQueries:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def show(self, uuid: str) -> dict[str, Any]:
+    def show(self, uuid: str) -> CheckpointRecord:
         with self.db.session() as s:
-            cp = s.get(Checkpoint, uuid)
-            if cp is None:
+            row = s.get(Checkpoint, uuid)
+            if row is None:
                 raise NotFoundError(f"no checkpoint with uuid {uuid}")
-            return cp.to_public()
+            return CheckpointRecord.of(row)
 
     def list(
         self,
@@ -29,11 +27,13 @@ class CheckpointQueries:
         vmid: int | None = None,
         limit: int | None = None,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[CheckpointRecord]:
+        """Newest first; ties (same instant) broken by uuid so pages are stable."""
+        query = _newest_first(_filters(status=status, vmid=vmid)).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
         with self.db.session() as s:
-            return [
-                cp.to_public() for cp in list_rows(s, status=status, vmid=vmid, limit=limit, offset=offset)
-            ]
+            return [CheckpointRecord.of(row) for row in s.scalars(query)]
 
     def page(
         self,
@@ -42,43 +42,26 @@ class CheckpointQueries:
         vmid: int | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """One page and the total, in one transaction (the API's hot path: one session, no ORM
-        identity map for rows that are only serialised)."""
-        where: list[ColumnElement[bool]] = []
-        if status is not None:
-            where.append(Checkpoint.status == status.value)
-        if vmid is not None:
-            where.append(Checkpoint.vm_id == vmid)
-        rows_q = (
-            select(Checkpoint)
-            .where(*where)
-            .order_by(Checkpoint.created_at.desc(), Checkpoint.uuid)
-            .limit(limit)
-            .offset(offset)
-        )
+    ) -> tuple[list[CheckpointRecord], int]:
+        """One page and the total, in one transaction (the API's hot path)."""
+        where = _filters(status=status, vmid=vmid)
         with self.db.session() as s:
             total = int(s.scalar(select(func.count()).select_from(Checkpoint).where(*where)) or 0)
-            items = [cp.to_public() for cp in s.scalars(rows_q)]
+            items = [
+                CheckpointRecord.of(row)
+                for row in s.scalars(_newest_first(where).limit(limit).offset(offset))
+            ]
         return items, total
 
 
-def list_rows(
-    session: Session,
-    *,
-    status: CheckpointStatus | None = None,
-    vmid: int | None = None,
-    limit: int | None = None,
-    offset: int = 0,
-) -> list[Checkpoint]:
-    """Newest first; ties (same instant) broken by uuid so pages are stable."""
-    query = select(Checkpoint).order_by(Checkpoint.created_at.desc(), Checkpoint.uuid)
+def _filters(*, status: CheckpointStatus | None, vmid: int | None) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
     if status is not None:
-        query = query.where(Checkpoint.status == status.value)
+        where.append(Checkpoint.status == status.value)
     if vmid is not None:
-        query = query.where(Checkpoint.vm_id == vmid)
-    if offset:
-        query = query.offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query))
+        where.append(Checkpoint.vm_id == vmid)
+    return where
+
+
+def _newest_first(where: list[ColumnElement[bool]]) -> Select[Checkpoint]:
+    return select(Checkpoint).where(*where).order_by(Checkpoint.created_at.desc(), Checkpoint.uuid)

@@ -30,12 +30,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from hubcore.proxmox import ProxmoxClient, ProxmoxError, Snapshot
+from hubcore.proxmox import ProxmoxClient, ProxmoxError, Snapshot, VmRef
 from runtime import audit
 from runtime.checkpoints import naming
-from runtime.checkpoints.locking import VmLocks, vm_lock_name
-from runtime.db import Checkpoint, CheckpointKind, CheckpointStatus, Database
+from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus
+from runtime.db import Checkpoint, Database
+from runtime.locks import VmLocks, vm_lock_name
 from runtime.settings import Settings
+from runtime.vms import VmLocator
+from runtime.wiring import Services
 
 
 @dataclass
@@ -65,23 +68,34 @@ class Reconciler:
         db: Database,
         proxmox: ProxmoxClient,
         locks: VmLocks,
+        vms: VmLocator,
         actor: str = "hubctl",
     ) -> None:
         self.settings = settings
         self.db = db
         self.proxmox = proxmox
         self.locks = locks
+        self.vms = vms
         self.actor = actor
 
-    def run(self, *, vmid: int | None = None) -> ReconcileReport:
-        self.settings.require_proxmox()
-        vmid = vmid if vmid is not None else self.settings.vmid
-        node = self.settings.node
-        assert vmid is not None and node is not None
-        with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
-            return self._run_locked(vmid=vmid, node=node)
+    @classmethod
+    def build(cls, services: Services, *, actor: str) -> Reconciler:
+        return cls(
+            settings=services.settings,
+            db=services.ready_db(),
+            proxmox=services.proxmox,
+            locks=services.locks,
+            vms=services.vms,
+            actor=actor,
+        )
 
-    def _run_locked(self, *, vmid: int, node: str) -> ReconcileReport:
+    def run(self, *, vmid: int | None = None) -> ReconcileReport:
+        vmid = vmid if vmid is not None else self.settings.hub_vmid()
+        with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
+            return self._run_locked(self.vms.locate(vmid))
+
+    def _run_locked(self, vm: VmRef) -> ReconcileReport:
+        vmid, node = vm.vmid, vm.node
         report = ReconcileReport(vm_id=vmid)
         snapshots = self.proxmox.list_snapshots(node, vmid)
         ours: dict[str, tuple[Snapshot, naming.Ownership]] = {}
@@ -93,16 +107,16 @@ class Reconciler:
                 ours[claim.uuid] = (snap, claim)
         with self.db.session() as s:
             rows = {
-                cp.uuid: cp.to_public()
-                for cp in s.scalars(select(Checkpoint).where(Checkpoint.vm_id == vmid))
+                row.uuid: CheckpointRecord.of(row)
+                for row in s.scalars(select(Checkpoint).where(Checkpoint.vm_id == vmid))
             }
 
         for uuid, (snap, claim) in ours.items():
             row = rows.get(uuid)
             if row is None:
-                self._adopt_or_remove(node=node, vmid=vmid, snap=snap, claim=claim, report=report)
+                self._adopt_or_remove(vm=vm, snap=snap, claim=claim, report=report)
             else:
-                self._settle_row(row=row, snap=snap, report=report)
+                self._settle_row(row=row, vm=vm, snap=snap, report=report)
         for uuid, row in rows.items():
             if uuid not in ours:
                 self._settle_missing(row=row, report=report)
@@ -120,10 +134,10 @@ class Reconciler:
     # ------------------------------------------------------------------ cases
 
     def _adopt_or_remove(
-        self, *, node: str, vmid: int, snap: Snapshot, claim: naming.Ownership, report: ReconcileReport
+        self, *, vm: VmRef, snap: Snapshot, claim: naming.Ownership, report: ReconcileReport
     ) -> None:
         if not snap.complete:
-            self._remove(node, vmid, snap.name, force=True)
+            self._remove(vm, snap.name, force=True)
             self._audit(
                 claim.uuid,
                 "reconcile.remove_partial",
@@ -143,8 +157,8 @@ class Reconciler:
             s.add(
                 Checkpoint(
                     uuid=claim.uuid,
-                    vm_id=vmid,
-                    node=node,
+                    vm_id=vm.vmid,
+                    node=vm.node,
                     snapname=snap.name,
                     kind=kind,
                     status=CheckpointStatus.COMPLETED.value,
@@ -170,9 +184,11 @@ class Reconciler:
             )
         report.add(claim.uuid, "imported", "Hub snapshot on Proxmox had no row")
 
-    def _settle_row(self, *, row: dict[str, Any], snap: Snapshot, report: ReconcileReport) -> None:
-        status = row["status"]
-        if status == CheckpointStatus.CREATING.value:
+    def _settle_row(
+        self, *, row: CheckpointRecord, vm: VmRef, snap: Snapshot, report: ReconcileReport
+    ) -> None:
+        status = row.status
+        if status is CheckpointStatus.CREATING:
             if snap.complete:
                 self._set_status(
                     row,
@@ -181,48 +197,48 @@ class Reconciler:
                     why="snapshot is complete on Proxmox (process died after the task, or "
                     "this VM was restored from this checkpoint)",
                 )
-                report.add(row["uuid"], "completed", "creating row, snapshot complete")
+                report.add(row.uuid, "completed", "creating row, snapshot complete")
             elif self._task_running(row):
-                report.in_progress.append(row["uuid"])
+                report.in_progress.append(row.uuid)
             else:
-                self._remove(row["node"], row["vm_id"], snap.name, force=True)
+                self._remove(vm, snap.name, force=True)
                 self._set_status(
                     row,
                     CheckpointStatus.FAILED,
                     error="interrupted: partial snapshot removed",
                     why="creating row, snapshot left incomplete by a dead process",
                 )
-                report.add(row["uuid"], "failed", "partial snapshot removed")
-        elif status == CheckpointStatus.COMPLETED.value and not snap.complete:
+                report.add(row.uuid, "failed", "partial snapshot removed")
+        elif status is CheckpointStatus.COMPLETED and not snap.complete:
             if self._task_running(row):
-                report.in_progress.append(row["uuid"])
+                report.in_progress.append(row.uuid)
                 return
-            self._remove(row["node"], row["vm_id"], snap.name, force=True)
+            self._remove(vm, snap.name, force=True)
             self._set_status(
                 row,
                 CheckpointStatus.DELETED,
                 error=None,
                 why=f"snapshot half-{snap.snapstate}d on Proxmox; finished the removal",
             )
-            report.add(row["uuid"], "deleted", f"snapstate {snap.snapstate}")
-        elif status in (CheckpointStatus.FAILED.value, CheckpointStatus.DELETED.value):
-            self._remove(row["node"], row["vm_id"], snap.name, force=True)
+            report.add(row.uuid, "deleted", f"snapstate {snap.snapstate}")
+        elif status in (CheckpointStatus.FAILED, CheckpointStatus.DELETED):
+            self._remove(vm, snap.name, force=True)
             self._audit(
-                row["uuid"],
+                row.uuid,
                 "reconcile.remove_leftover",
                 {
                     "snapname": snap.name,
-                    "status": status,
+                    "status": status.value,
                     "why": f"row is {status} but its snapshot still exists",
                 },
             )
-            report.add(row["uuid"], "removed leftover snapshot", f"row {status}")
+            report.add(row.uuid, "removed leftover snapshot", f"row {status}")
 
-    def _settle_missing(self, *, row: dict[str, Any], report: ReconcileReport) -> None:
-        status = row["status"]
-        if status == CheckpointStatus.CREATING.value:
+    def _settle_missing(self, *, row: CheckpointRecord, report: ReconcileReport) -> None:
+        status = row.status
+        if status is CheckpointStatus.CREATING:
             if self._task_running(row):
-                report.in_progress.append(row["uuid"])
+                report.in_progress.append(row.uuid)
                 return
             self._set_status(
                 row,
@@ -230,39 +246,39 @@ class Reconciler:
                 error="interrupted: no snapshot was made",
                 why="creating row without a snapshot, and no task running",
             )
-            report.add(row["uuid"], "failed", "no snapshot on Proxmox")
-        elif status == CheckpointStatus.COMPLETED.value:
+            report.add(row.uuid, "failed", "no snapshot on Proxmox")
+        elif status is CheckpointStatus.COMPLETED:
             self._set_status(
                 row, CheckpointStatus.DELETED, error=None, why="snapshot no longer exists on Proxmox"
             )
-            report.add(row["uuid"], "deleted", "snapshot missing on Proxmox")
+            report.add(row.uuid, "deleted", "snapshot missing on Proxmox")
 
     # ---------------------------------------------------------------- helpers
 
-    def _task_running(self, row: dict[str, Any]) -> bool:
-        if not row.get("upid"):
+    def _task_running(self, row: CheckpointRecord) -> bool:
+        if not row.upid:
             return False
         try:
-            return self.proxmox.task_status(row["upid"]).get("status") == "running"
+            return self.proxmox.task_status(row.upid).get("status") == "running"
         except ProxmoxError:
             return False  # the task is unknown (node rebooted, log rotated): it is not running
 
-    def _remove(self, node: str, vmid: int, name: str, *, force: bool) -> None:
+    def _remove(self, vm: VmRef, name: str, *, force: bool) -> None:
         naming.remove_hub_snapshot(
             self.proxmox,
-            node=node,
-            vmid=vmid,
+            node=vm.node,
+            vmid=vm.vmid,
             name=name,
             force=force,
             timeout=self.settings.task_timeout_seconds,
         )
 
     def _set_status(
-        self, row: dict[str, Any], status: CheckpointStatus, *, error: str | None, why: str
+        self, row: CheckpointRecord, status: CheckpointStatus, *, error: str | None, why: str
     ) -> None:
         now = datetime.now(UTC)
         with self.db.session() as s:
-            cp = s.get_one(Checkpoint, row["uuid"])
+            cp = s.get_one(Checkpoint, row.uuid)
             before = cp.status
             cp.status = status.value
             cp.error = error

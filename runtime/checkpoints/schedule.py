@@ -22,7 +22,8 @@ from apscheduler.triggers.base import BaseTrigger  # pyright: ignore[reportMissi
 from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
 from sqlalchemy import func, select
 
-from runtime.db import Checkpoint, CheckpointKind, Database
+from runtime.checkpoints.records import CheckpointKind
+from runtime.db import Checkpoint, Database
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,14 @@ class CheckpointScheduler:
         *,
         settings: Settings,
         db: Database,
+        vmid: int,
         job: Callable[[], object],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         trigger: BaseTrigger | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        self.vmid = vmid  # the VM whose scheduled checkpoints decide whether a run was missed
         self.job = job
         self.clock = clock
         # The lab passes an accelerated trigger; everything else uses the configured schedule.
@@ -96,8 +99,7 @@ class CheckpointScheduler:
         trigger = self._trigger or trigger_for(self.settings)
         if trigger is None:
             return False
-        assert self.settings.vmid is not None
-        due = catch_up_due(self.settings, last=last_scheduled(self.db, self.settings.vmid), now=self.clock())
+        due = catch_up_due(self.settings, last=last_scheduled(self.db, self.vmid), now=self.clock())
         self._scheduler.add_job(  # pyright: ignore[reportUnknownMemberType]
             self._run, trigger, id=JOB_ID, coalesce=True, max_instances=1, misfire_grace_time=3600
         )

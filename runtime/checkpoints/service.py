@@ -1,6 +1,6 @@
-"""Checkpoints of a Hub VM: the three-step protocol, deletion and pruning.
+"""Checkpoints of a VM: the three-step protocol, protection, deletion and pruning.
 
-The protocol, for one VM under its cross-process lock:
+The protocol, for one VM under the runtime's VM lock:
 
 1. mark: insert the row as ``creating`` (committed, so a crash leaves a trace reconcile can find);
 2. snapshot: ask Proxmox for the snapshot and wait for its task (``OK`` or ``WARNINGS: N``);
@@ -11,26 +11,34 @@ On any failure the row becomes ``failed`` with the error and a partial snapshot 
 transition is audited. A crash at any instant is repaired by ``reconcile`` (see reconcile.py), which
 the service also runs at start. All steps are idempotent: re-running after a crash never creates a
 second snapshot for one checkpoint or deletes anything the Hub does not own.
+
+The VM is named by its id; its node is resolved from the cluster for every operation (a VM migrates),
+so a checkpoint of any VM goes to the node the VM is on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from hubcore.proxmox import ProxmoxClient, ProxmoxError, Snapshot
+from hubcore.proxmox import ProxmoxClient, ProxmoxError, Snapshot, VmRef
 from runtime import audit, failpoints
 from runtime.checkpoints import naming
-from runtime.checkpoints.locking import VmLocks, vm_lock_name
+from runtime.checkpoints.errors import CheckpointError, VerificationError
 from runtime.checkpoints.queries import CheckpointQueries
+from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus
 from runtime.checkpoints.retention import Candidate, Decision, RetentionPolicy, decide
-from runtime.db import Checkpoint, CheckpointKind, CheckpointStatus, Database
+from runtime.db import Checkpoint, Database
 from runtime.db.models import new_uuid
 from runtime.errors import OperationError, UsageError
+from runtime.locks import VmLocks, vm_lock_name
 from runtime.settings import Settings
+from runtime.vms import VmLocator
+from runtime.wiring import Services
 
 Progress = Callable[[str], None]
 Clock = Callable[[], datetime]
@@ -44,14 +52,6 @@ def _quiet(_: str) -> None:
     pass
 
 
-class CheckpointError(OperationError):
-    """The checkpoint was attempted and failed; ``checkpoint`` is the row as it was left."""
-
-    def __init__(self, message: str, *, checkpoint: dict[str, Any]) -> None:
-        self.checkpoint = checkpoint
-        super().__init__(message)
-
-
 class CheckpointService:
     def __init__(
         self,
@@ -60,6 +60,7 @@ class CheckpointService:
         db: Database,
         proxmox: ProxmoxClient,
         locks: VmLocks,
+        vms: VmLocator,
         actor: str = "hubctl",
         clock: Clock = _utcnow,
         progress: Progress = _quiet,
@@ -68,9 +69,22 @@ class CheckpointService:
         self.db = db
         self.proxmox = proxmox
         self.locks = locks
+        self.vms = vms
         self.actor = actor
         self.clock = clock
         self.progress = progress
+
+    @classmethod
+    def build(cls, services: Services, *, actor: str, progress: Progress = _quiet) -> CheckpointService:
+        return cls(
+            settings=services.settings,
+            db=services.ready_db(),
+            proxmox=services.proxmox,
+            locks=services.locks,
+            vms=services.vms,
+            actor=actor,
+            progress=progress,
+        )
 
     # ----------------------------------------------------------------- create
 
@@ -81,35 +95,35 @@ class CheckpointService:
         reason: str | None = None,
         vmid: int | None = None,
         prune: bool = True,
-    ) -> dict[str, Any]:
+    ) -> CheckpointRecord:
         if kind is CheckpointKind.IMPORTED:
             raise UsageError("--kind: 'imported' is reserved for checkpoints found by reconcile")
-        vmid = self._vmid(vmid)
-        node = self._node()
+        vmid = vmid if vmid is not None else self.settings.hub_vmid()
         with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
-            row = self._mark(kind=kind, reason=reason, vmid=vmid, node=node)
+            vm = self.vms.locate(vmid)
+            record = self._mark(kind=kind, reason=reason, vm=vm)
             try:
-                self._snapshot(row)
-                self._verify(row)
-            except ProxmoxError as exc:
-                self._fail(row, exc)
+                record = self._snapshot(record)
+                self._verify(record)
+            except (ProxmoxError, VerificationError) as exc:
+                self._fail(record, exc)
                 raise CheckpointError(
-                    f"checkpoint {row['uuid']} failed: {exc}", checkpoint=self.show(row["uuid"])
-                ) from None
-            done = self._complete(row)
+                    f"checkpoint {record.uuid} failed: {exc}", checkpoint=self.show(record.uuid)
+                ) from exc
+            done = self._complete(record)
             failpoints.reached("checkpoint.completed")
             if prune:
                 self._prune_locked(vmid)
         return done
 
-    def _mark(self, *, kind: CheckpointKind, reason: str | None, vmid: int, node: str) -> dict[str, Any]:
+    def _mark(self, *, kind: CheckpointKind, reason: str | None, vm: VmRef) -> CheckpointRecord:
         uuid = new_uuid()
         now = self.clock()
         with self.db.session() as s:
-            cp = Checkpoint(
+            row = Checkpoint(
                 uuid=uuid,
-                vm_id=vmid,
-                node=node,
+                vm_id=vm.vmid,
+                node=vm.node,
                 snapname=naming.snapname_for(uuid),
                 kind=kind.value,
                 status=CheckpointStatus.CREATING.value,
@@ -117,38 +131,38 @@ class CheckpointService:
                 created_at=now,
                 protected=False,
             )
-            s.add(cp)
+            s.add(row)
             audit.record(
                 s,
                 actor=self.actor,
                 action="checkpoint.create",
                 target=uuid,
                 outcome="started",
-                details={"vm_id": vmid, "node": node, "kind": kind.value, "reason": reason},
+                details={"vm_id": vm.vmid, "node": vm.node, "kind": kind.value, "reason": reason},
                 at=now,
             )
-            public = cp.to_public()
+            record = CheckpointRecord.of(row)
         self.progress(f"marked checkpoint {uuid} as creating")
         failpoints.reached("checkpoint.marked")
-        return public
+        return record
 
-    def _snapshot(self, row: dict[str, Any]) -> None:
+    def _snapshot(self, record: CheckpointRecord) -> CheckpointRecord:
         description = naming.describe(
-            uuid=row["uuid"],
-            kind=row["kind"],
-            created_at=datetime.fromisoformat(row["created_at"]),
-            reason=row["reason"],
+            uuid=record.uuid, kind=record.kind, created_at=record.created_at, reason=record.reason
         )
+        upid: str | None = None
 
-        def started(upid: str) -> None:
-            self._set(row["uuid"], upid=upid)
-            self.progress(f"snapshot {row['snapname']} started: {upid}")
+        def started(task: str) -> None:
+            nonlocal upid
+            upid = task
+            self._set(record.uuid, upid=task)
+            self.progress(f"snapshot {record.snapname} started: {task}")
             failpoints.reached("checkpoint.snapshot_started")
 
         result = self.proxmox.take_snapshot(
-            row["node"],
-            row["vm_id"],
-            name=row["snapname"],
+            record.node,
+            record.vm_id,
+            name=record.snapname,
             description=description,
             timeout=self.settings.task_timeout_seconds,
             on_started=started,
@@ -158,157 +172,160 @@ class CheckpointService:
         else:
             self.progress(f"snapshot task finished: {result.exitstatus}")
         failpoints.reached("checkpoint.snapshot_done")
+        return record if upid is None else replace(record, upid=upid)
 
-    def _verify(self, row: dict[str, Any]) -> None:
-        snap = self._find(row["node"], row["vm_id"], row["snapname"])
+    def _verify(self, record: CheckpointRecord) -> None:
+        snap = self._find(record.vm, record.snapname)
         if snap is None:
-            raise ProxmoxError(f"snapshot {row['snapname']} is not in the VM's snapshot list after its task")
+            raise VerificationError(f"snapshot {record.snapname} is not on the VM after its task ended")
         if not snap.complete:
-            raise ProxmoxError(f"snapshot {row['snapname']} is incomplete (snapstate {snap.snapstate})")
-        self.progress(f"verified {row['snapname']} on Proxmox: present and complete")
+            raise VerificationError(f"snapshot {record.snapname} is incomplete (snapstate {snap.snapstate})")
+        self.progress(f"verified {record.snapname} on Proxmox: present and complete")
 
-    def _complete(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _complete(self, record: CheckpointRecord) -> CheckpointRecord:
         now = self.clock()
         with self.db.session() as s:
-            cp = s.get_one(Checkpoint, row["uuid"])
-            cp.status = CheckpointStatus.COMPLETED.value
-            cp.completed_at = now
-            cp.error = None
+            row = s.get_one(Checkpoint, record.uuid)
+            row.status = CheckpointStatus.COMPLETED.value
+            row.completed_at = now
+            row.error = None
             audit.record(
                 s,
                 actor=self.actor,
                 action="checkpoint.create",
-                target=cp.uuid,
+                target=row.uuid,
                 outcome="completed",
-                details={"vm_id": cp.vm_id, "snapname": cp.snapname, "upid": cp.upid},
+                details={"vm_id": row.vm_id, "snapname": row.snapname, "upid": row.upid},
                 at=now,
             )
-            public = cp.to_public()
-        self.progress(f"checkpoint {row['uuid']} completed")
-        return public
+            done = CheckpointRecord.of(row)
+        self.progress(f"checkpoint {record.uuid} completed")
+        return done
 
-    def _fail(self, row: dict[str, Any], exc: ProxmoxError) -> None:
+    def _fail(self, record: CheckpointRecord, exc: OperationError) -> None:
         """Mark the row failed, then remove a partial snapshot if one was left behind."""
         cleanup = "none needed"
         try:
-            snap = self._find(row["node"], row["vm_id"], row["snapname"])
-            if snap is not None:
-                self._delete_snapshot(row["node"], row["vm_id"], row["snapname"], force=True)
+            if self._find(record.vm, record.snapname) is not None:
+                self._delete_snapshot(record.vm, record.snapname, force=True)
                 cleanup = "partial snapshot removed"
         except ProxmoxError as cleanup_exc:
             # Leave the row failed; reconcile removes the leftover once Proxmox answers again.
             cleanup = f"partial snapshot not removed yet ({cleanup_exc}); reconcile will retry"
         with self.db.session() as s:
-            cp = s.get_one(Checkpoint, row["uuid"])
-            cp.status = CheckpointStatus.FAILED.value
-            cp.error = str(exc)
-            cp.completed_at = self.clock()
+            row = s.get_one(Checkpoint, record.uuid)
+            row.status = CheckpointStatus.FAILED.value
+            row.error = str(exc)
+            row.completed_at = self.clock()
             audit.record(
                 s,
                 actor=self.actor,
                 action="checkpoint.create",
-                target=cp.uuid,
+                target=row.uuid,
                 outcome="failed",
                 details={
-                    "vm_id": cp.vm_id,
+                    "vm_id": row.vm_id,
                     "error": str(exc),
                     "cleanup": cleanup,
                     "error_type": type(exc).__name__,
                 },
             )
-        self.progress(f"checkpoint {row['uuid']} failed: {exc} ({cleanup})")
+        self.progress(f"checkpoint {record.uuid} failed: {exc} ({cleanup})")
 
     # ------------------------------------------------------------- protection
 
-    def protect(self, uuid: str, *, protected: bool = True) -> dict[str, Any]:
+    def protect(self, uuid: str, *, protected: bool = True) -> CheckpointRecord:
         """Exempt a checkpoint from retention (or lift that). Written to the snapshot's description
         too, so the protection survives a rollback of the Hub's own database."""
-        row = self.show(uuid)
-        if row["status"] != CheckpointStatus.COMPLETED.value:
+        record = self.show(uuid)
+        if record.status is not CheckpointStatus.COMPLETED:
             raise UsageError(
-                f"checkpoint {uuid} is {row['status']}; only completed checkpoints can be protected"
+                f"checkpoint {uuid} is {record.status}; only completed checkpoints can be protected"
             )
-        with self.locks.hold(vm_lock_name(row["vm_id"]), wait=self.settings.lock_wait_seconds):
+        with self.locks.hold(vm_lock_name(record.vm_id), wait=self.settings.lock_wait_seconds):
+            vm = self.vms.locate(record.vm_id)
             self.proxmox.set_snapshot_description(
-                row["node"],
-                row["vm_id"],
-                name=row["snapname"],
+                vm.node,
+                vm.vmid,
+                name=record.snapname,
                 description=naming.describe(
                     uuid=uuid,
-                    kind=row["kind"],
-                    created_at=datetime.fromisoformat(row["created_at"]),
-                    reason=row["reason"],
+                    kind=record.kind,
+                    created_at=record.created_at,
+                    reason=record.reason,
                     protected=protected,
                 ),
             )
             with self.db.session() as s:
-                cp = s.get_one(Checkpoint, uuid)
-                cp.protected = protected
+                row = s.get_one(Checkpoint, uuid)
+                row.protected = protected
+                row.node = vm.node
                 audit.record(
                     s,
                     actor=self.actor,
                     action="checkpoint.protect" if protected else "checkpoint.unprotect",
                     target=uuid,
                     outcome="completed",
-                    details={"vm_id": cp.vm_id},
+                    details={"vm_id": row.vm_id},
                 )
-                return cp.to_public()
+                return CheckpointRecord.of(row)
 
     # ----------------------------------------------------------------- delete
 
-    def delete(self, uuid: str) -> dict[str, Any]:
-        row = self.show(uuid)
-        if row["status"] == CheckpointStatus.DELETED.value:
-            return row
-        if row["protected"]:
+    def delete(self, uuid: str) -> CheckpointRecord:
+        record = self.show(uuid)
+        if record.status is CheckpointStatus.DELETED:
+            return record
+        if record.protected:
             raise UsageError(f"checkpoint {uuid} is protected; unprotect it before deleting")
-        with self.locks.hold(vm_lock_name(row["vm_id"]), wait=self.settings.lock_wait_seconds):
-            return self._delete_locked(row, why="requested by operator")
+        with self.locks.hold(vm_lock_name(record.vm_id), wait=self.settings.lock_wait_seconds):
+            return self._delete_locked(record, why="requested by operator")
 
-    def _delete_locked(self, row: dict[str, Any], *, why: str) -> dict[str, Any]:
+    def _delete_locked(self, record: CheckpointRecord, *, why: str) -> CheckpointRecord:
         with self.db.session() as s:
             audit.record(
                 s,
                 actor=self.actor,
                 action="checkpoint.delete",
-                target=row["uuid"],
+                target=record.uuid,
                 outcome="started",
-                details={"vm_id": row["vm_id"], "snapname": row["snapname"], "why": why},
+                details={"vm_id": record.vm_id, "snapname": record.snapname, "why": why},
             )
         try:
-            self._delete_snapshot(row["node"], row["vm_id"], row["snapname"], force=False)
-        except ProxmoxError as exc:
+            vm = self.vms.locate(record.vm_id)
+            self._delete_snapshot(vm, record.snapname, force=False)
+        except OperationError as exc:
             with self.db.session() as s:
                 audit.record(
                     s,
                     actor=self.actor,
                     action="checkpoint.delete",
-                    target=row["uuid"],
+                    target=record.uuid,
                     outcome="failed",
                     details={"error": str(exc)},
                 )
             raise
         now = self.clock()
         with self.db.session() as s:
-            cp = s.get_one(Checkpoint, row["uuid"])
-            cp.status = CheckpointStatus.DELETED.value
-            cp.deleted_at = now
+            row = s.get_one(Checkpoint, record.uuid)
+            row.status = CheckpointStatus.DELETED.value
+            row.deleted_at = now
             audit.record(
                 s,
                 actor=self.actor,
                 action="checkpoint.delete",
-                target=cp.uuid,
+                target=row.uuid,
                 outcome="completed",
-                details={"vm_id": cp.vm_id, "snapname": cp.snapname, "why": why},
+                details={"vm_id": row.vm_id, "snapname": row.snapname, "why": why},
                 at=now,
             )
-            return cp.to_public()
+            return CheckpointRecord.of(row)
 
-    def _delete_snapshot(self, node: str, vmid: int, name: str, *, force: bool) -> None:
+    def _delete_snapshot(self, vm: VmRef, name: str, *, force: bool) -> None:
         naming.remove_hub_snapshot(
             self.proxmox,
-            node=node,
-            vmid=vmid,
+            node=vm.node,
+            vmid=vm.vmid,
             name=name,
             force=force,
             timeout=self.settings.task_timeout_seconds,
@@ -316,10 +333,10 @@ class CheckpointService:
 
     # ------------------------------------------------------------------ prune
 
-    def prune(self, *, vmid: int | None = None, dry_run: bool = False) -> list[dict[str, Any]]:
-        vmid = self._vmid(vmid)
+    def prune(self, *, vmid: int | None = None, dry_run: bool = False) -> list[PruneItem]:
+        vmid = vmid if vmid is not None else self.settings.hub_vmid()
         if dry_run:
-            return [dict(item, rule="pruned") for item in self._prune_plan(vmid) if not item["keep"]]
+            return [item for item in self._prune_plan(vmid) if not item.keep]
         with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
             return self._prune_locked(vmid)
 
@@ -333,54 +350,57 @@ class CheckpointService:
             keep_monthly=s.keep_monthly,
         )
 
-    def _prune_plan(self, vmid: int) -> list[dict[str, Any]]:
+    def _prune_plan(self, vmid: int) -> list[PruneItem]:
         with self.db.session() as s:
-            rows = list(
-                s.scalars(
+            rows = [
+                CheckpointRecord.of(r)
+                for r in s.scalars(
                     select(Checkpoint).where(
                         Checkpoint.vm_id == vmid, Checkpoint.status == CheckpointStatus.COMPLETED.value
                     )
                 )
-            )
-            by_id = {r.uuid: r.to_public() for r in rows}
-            candidates = [Candidate(id=r.uuid, at=r.created_at, protected=r.protected) for r in rows]
+            ]
+        by_id = {r.uuid: r for r in rows}
+        candidates = [Candidate(id=r.uuid, at=r.created_at, protected=r.protected) for r in rows]
         decisions: list[Decision] = decide(candidates, self.policy())
-        return [dict(by_id[d.id], keep=d.keep, rule=d.reason) for d in decisions]
+        return [PruneItem(checkpoint=by_id[d.id], keep=d.keep, rule=d.reason) for d in decisions]
 
-    def _prune_locked(self, vmid: int) -> list[dict[str, Any]]:
-        plan = self._prune_plan(vmid)
-        gone: list[dict[str, Any]] = []
-        for item in plan:
-            if item["keep"]:
+    def _prune_locked(self, vmid: int) -> list[PruneItem]:
+        gone: list[PruneItem] = []
+        for item in self._prune_plan(vmid):
+            if item.keep:
                 continue
             failpoints.reached("retention.deleting")
-            self.progress(f"pruning {item['uuid']} ({item['created_at']}): no keep-* rule keeps it")
-            deleted = self._delete_locked(item, why="retention: no keep-* rule keeps it")
-            gone.append(dict(deleted, keep=False, rule="pruned"))
+            cp = item.checkpoint
+            self.progress(f"pruning {cp.uuid} ({cp.created_at.isoformat()}): no keep-* rule keeps it")
+            deleted = self._delete_locked(cp, why="retention: no keep-* rule keeps it")
+            gone.append(PruneItem(checkpoint=deleted, keep=False, rule="pruned"))
         return gone
 
     # ------------------------------------------------------------------ reads
 
-    def show(self, uuid: str) -> dict[str, Any]:
+    def show(self, uuid: str) -> CheckpointRecord:
         return CheckpointQueries(self.db).show(uuid)
 
     # ---------------------------------------------------------------- helpers
 
     def _set(self, uuid: str, **values: Any) -> None:
         with self.db.session() as s:
-            cp = s.get_one(Checkpoint, uuid)
+            row = s.get_one(Checkpoint, uuid)
             for key, value in values.items():
-                setattr(cp, key, value)
+                setattr(row, key, value)
 
-    def _find(self, node: str, vmid: int, name: str) -> Snapshot | None:
-        return self.proxmox.get_snapshot(node, vmid, name)
+    def _find(self, vm: VmRef, name: str) -> Snapshot | None:
+        return self.proxmox.get_snapshot(vm.node, vm.vmid, name)
 
-    def _vmid(self, vmid: int | None) -> int:
-        self.settings.require_proxmox()
-        chosen = vmid if vmid is not None else self.settings.vmid
-        assert chosen is not None
-        return chosen
 
-    def _node(self) -> str:
-        assert self.settings.node is not None
-        return self.settings.node
+@dataclass(frozen=True, slots=True)
+class PruneItem:
+    """One checkpoint in a prune plan: kept or not, and the rule that decided."""
+
+    checkpoint: CheckpointRecord
+    keep: bool
+    rule: str
+
+    def to_public(self) -> dict[str, Any]:
+        return {**self.checkpoint.to_public(), "keep": self.keep, "rule": self.rule}

@@ -2,6 +2,10 @@
 
 Exit codes (interfaces.md): 0 done; 1 the operation failed; 2 bad usage, input or settings. An
 expected failure prints one line, never a traceback.
+
+This module is what every ``hubctl`` call imports, so it stays small: sub-apps (``db``, ``token``
+and every domain's, from ``runtime.domains``) are loaded only when named (see lazy.py), and each
+command imports what it needs inside its body.
 """
 
 from __future__ import annotations
@@ -12,57 +16,38 @@ from typing import Annotated, Any
 
 import typer
 
-from runtime.checkpoints.service import CheckpointError
-from runtime.cli import checkpoint, output
-from runtime.cli.common import JsonOption, hub_from_settings
-from runtime.cli.promote import promote
+from runtime import domains
+from runtime.cli import output
+from runtime.cli.common import JsonOption, VmidOption, services_from_settings
+from runtime.cli.lazy import LazyGroup
 from runtime.errors import HubError, UsageError
-from runtime.settings import load_settings
+
+CORE_COMMANDS = (
+    domains.Command("db", "runtime.cli.db:app", "Database schema (Alembic migrations)."),
+    domains.Command("token", "runtime.cli.token:app", "API bearer tokens."),
+    domains.Command(
+        "promote", "runtime.cli.promote:app", "Promote stack settings from one Pulumi stack to another."
+    ),
+)
+LazyGroup.lazy = {c.name: c for c in (*CORE_COMMANDS, *domains.commands())}
 
 app = typer.Typer(
     name="hubctl",
+    cls=LazyGroup,
     help="Hub: a self-managing orchestrator for Proxmox VE.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(checkpoint.app, name="checkpoint")
-
-
-@db_app.command("upgrade")
-def db_upgrade(json_output: JsonOption = False) -> None:
-    """Apply pending migrations. Idempotent."""
-    output.set_json(json_output)
-    hub = hub_from_settings()
-    before, after = hub.db.upgrade()
-    output.emit(
-        {"from": before, "to": after, "changed": before != after},
-        f"database at revision {after}" + ("" if before != after else " (already up to date)"),
-    )
-
-
-@db_app.command("current")
-def db_current(json_output: JsonOption = False) -> None:
-    """Show the schema revision of the database and of the code."""
-    output.set_json(json_output)
-    hub = hub_from_settings()
-    current, head = hub.db.current_revision(), hub.db.head_revision()
-    output.emit(
-        {"current": current, "head": head, "up_to_date": current == head},
-        f"database {current or '(empty)'}; code {head}",
-    )
 
 
 @app.command()
-def reconcile(
-    vmid: checkpoint.VmidOption = None,
-    json_output: JsonOption = False,
-) -> None:
+def reconcile(vmid: VmidOption = None, json_output: JsonOption = False) -> None:
     """Make the database and Proxmox agree about the VM's checkpoints; report what changed."""
+    from runtime.checkpoints.reconcile import Reconciler
+
     output.set_json(json_output)
-    report = hub_from_settings().reconciler.run(vmid=vmid).to_public()
+    report = Reconciler.build(services_from_settings(), actor="hubctl").run(vmid=vmid).to_public()
     lines = [f"reconciled VM {report['vm_id']}: {len(report['changes'])} change(s)"]
     lines += [f"  {c['uuid']}: {c['action']} ({c['why']})" for c in report["changes"]]
     if report["in_progress"]:
@@ -77,7 +62,7 @@ def health(json_output: JsonOption = False) -> None:
     from runtime.health import evaluate
 
     output.set_json(json_output)
-    doc = evaluate(hub_from_settings())
+    doc = evaluate(services_from_settings())
     lines = [f"{doc['status']}"] + [f"  {c['status']:<9} {c['name']}: {c['detail']}" for c in doc["checks"]]
     output.emit(doc, "\n".join(lines))
     if doc["status"] == "critical":
@@ -90,54 +75,11 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
 ) -> None:
     """Run the Hub service: HTTP API, job workers, scheduler and health loop (Ctrl-C/SIGTERM stops)."""
-    from runtime.service import serve as run_service
+    from runtime.serve import serve as run_service
+    from runtime.settings import load_settings
 
     settings = load_settings()
     run_service(settings, host=host, port=port, say=lambda m: output.errors.print(f"hub: {m}", markup=False))
-
-
-token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
-
-
-@token_app.command("create")
-def token_create(
-    name: Annotated[str | None, typer.Option("--name", help="A name to recognise and revoke it by.")] = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Create an API token; it is shown once and stored only as a hash."""
-    from runtime.api.tokens import TokenStore
-
-    output.set_json(json_output)
-    created = TokenStore(hub_from_settings().ready_db()).create(name=name, actor="hubctl")
-    output.emit(created, f"token {created['name']}: {created['token']}\n(shown once; store it now)")
-
-
-@token_app.command("list")
-def token_list(json_output: JsonOption = False) -> None:
-    """API tokens (names and dates, never the secrets)."""
-    from runtime.api.tokens import TokenStore
-
-    output.set_json(json_output)
-    tokens = TokenStore(hub_from_settings().ready_db()).list()
-    lines = [
-        f"{t['name']:<24} created {t['created_at']}  "
-        + (f"revoked {t['revoked_at']}" if t["revoked_at"] else f"last used {t['last_used_at'] or 'never'}")
-        for t in tokens
-    ]
-    output.emit({"tokens": tokens}, "\n".join(lines) or "no tokens")
-
-
-@token_app.command("revoke")
-def token_revoke(
-    name: Annotated[str, typer.Argument(help="Token name.")], json_output: JsonOption = False
-) -> None:
-    """Revoke a token: every later request with it gets 401."""
-    from runtime.api.tokens import TokenStore
-
-    output.set_json(json_output)
-    revoked = TokenStore(hub_from_settings().ready_db()).revoke(name=name, actor="hubctl")
-    output.emit(revoked, f"token {revoked['name']} revoked at {revoked['revoked_at']}")
 
 
 @app.command()
@@ -155,14 +97,13 @@ def lab(
         raise typer.Exit(code)
 
 
-app.command("promote", help="Promote stack settings from one Pulumi stack to another (dev -> prod).")(promote)
-
-
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
 def run(argv: list[str] | None = None) -> int:
+    from runtime.checkpoints.errors import CheckpointError
+
     try:
         result: Any = app(args=argv, prog_name="hubctl", standalone_mode=False)
     except typer.TyperException as exc:  # typer's usage errors carry exit_code 2
@@ -177,7 +118,7 @@ def run(argv: list[str] | None = None) -> int:
         output.fail(str(exc))
         return 2
     except CheckpointError as exc:
-        output.fail(str(exc), extra={"checkpoint": exc.checkpoint})
+        output.fail(str(exc), extra={"checkpoint": exc.checkpoint.to_public()})
         return 1
     except HubError as exc:
         output.fail(str(exc))

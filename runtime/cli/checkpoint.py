@@ -1,4 +1,4 @@
-"""``hubctl checkpoint ...``: create, list, show, delete, prune, schedule."""
+"""``hubctl checkpoint ...``: create, list, show, delete, protect, prune, schedule."""
 
 from __future__ import annotations
 
@@ -6,37 +6,20 @@ import dataclasses
 import signal
 import threading
 import uuid as uuidlib
-from enum import StrEnum
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from runtime.checkpoints.schedule import CheckpointScheduler, next_fire
+from runtime.checkpoints.records import CheckpointKind, CheckpointStatus
 from runtime.cli import output
-from runtime.cli.common import JsonOption, hub_from_settings
-from runtime.db import CheckpointKind, CheckpointStatus
+from runtime.cli.common import JsonOption, VmidOption, progress_printer, services_from_settings
 from runtime.errors import UsageError
 
 app = typer.Typer(
     help="Checkpoints of the Hub VM (Proxmox snapshots tracked in the database).", no_args_is_help=True
 )
-
-
-class Kind(StrEnum):
-    manual = "manual"
-    scheduled = "scheduled"
-    pre_operation = "pre-operation"
-    emergency = "emergency"
-
-
-class Status(StrEnum):
-    creating = "creating"
-    completed = "completed"
-    failed = "failed"
-    deleted = "deleted"
-
-
-VmidOption = Annotated[int | None, typer.Option("--vmid", min=100, help="VM to act on (default HUB_VMID).")]
+UuidArgument = Annotated[str, typer.Argument(help="Checkpoint uuid.")]
 
 
 def _uuid(value: str) -> str:
@@ -48,7 +31,9 @@ def _uuid(value: str) -> str:
 
 @app.command()
 def create(
-    kind: Annotated[Kind, typer.Option("--kind", help="Why this checkpoint is taken.")] = Kind.manual,
+    kind: Annotated[
+        CheckpointKind, typer.Option("--kind", help="Why this checkpoint is taken ('imported' is reserved).")
+    ] = CheckpointKind.MANUAL,
     reason: Annotated[
         str | None, typer.Option("--reason", help="Free text kept with the checkpoint.")
     ] = None,
@@ -56,67 +41,75 @@ def create(
     json_output: JsonOption = False,
 ) -> None:
     """Run the checkpoint protocol: mark in the database, snapshot, verify, complete."""
+    from runtime.checkpoints.service import CheckpointService
+
     output.set_json(json_output)
-    hub = hub_from_settings(progress=None if json_output else output.console.print)
-    cp = hub.checkpoints.create(kind=CheckpointKind(kind.value), reason=reason, vmid=vmid)
+    svc = CheckpointService.build(
+        services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
+    )
+    cp = svc.create(kind=kind, reason=reason, vmid=vmid).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
 @app.command("list")
 def list_(
-    status: Annotated[Status | None, typer.Option("--status", help="Only checkpoints in this state.")] = None,
+    status: Annotated[
+        CheckpointStatus | None, typer.Option("--status", help="Only checkpoints in this state.")
+    ] = None,
     vmid: VmidOption = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, max=1_000_000)] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Checkpoints, newest first."""
+    from runtime.checkpoints.queries import CheckpointQueries
+
     output.set_json(json_output)
-    hub = hub_from_settings()
-    svc = hub.checkpoints_readonly()
-    rows = svc.list(status=CheckpointStatus(status.value) if status else None, vmid=vmid, limit=limit)
+    queries = CheckpointQueries(services_from_settings().ready_db())
+    rows = [cp.to_public() for cp in queries.list(status=status, vmid=vmid, limit=limit)]
     output.emit({"checkpoints": rows}, output.checkpoint_table(rows) if rows else "no checkpoints")
 
 
 @app.command()
-def show(
-    uuid: Annotated[str, typer.Argument(help="Checkpoint uuid.")], json_output: JsonOption = False
-) -> None:
+def show(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     """One checkpoint."""
+    from runtime.checkpoints.queries import CheckpointQueries
+
     output.set_json(json_output)
-    cp = hub_from_settings().checkpoints_readonly().show(_uuid(uuid))
+    cp = CheckpointQueries(services_from_settings().ready_db()).show(_uuid(uuid)).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
 @app.command()
-def delete(
-    uuid: Annotated[str, typer.Argument(help="Checkpoint uuid.")], json_output: JsonOption = False
-) -> None:
+def delete(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     """Delete the checkpoint's snapshot on Proxmox and mark it deleted."""
+    from runtime.checkpoints.service import CheckpointService
+
     output.set_json(json_output)
-    hub = hub_from_settings(progress=None if json_output else output.console.print)
-    cp = hub.checkpoints.delete(_uuid(uuid))
+    svc = CheckpointService.build(
+        services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
+    )
+    cp = svc.delete(_uuid(uuid)).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
 @app.command()
-def protect(
-    uuid: Annotated[str, typer.Argument(help="Checkpoint uuid.")], json_output: JsonOption = False
-) -> None:
+def protect(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     """Exempt a checkpoint from retention (it is then never pruned)."""
     _set_protection(uuid, protected=True, json_output=json_output)
 
 
 @app.command()
-def unprotect(
-    uuid: Annotated[str, typer.Argument(help="Checkpoint uuid.")], json_output: JsonOption = False
-) -> None:
+def unprotect(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     """Make a protected checkpoint subject to retention again."""
     _set_protection(uuid, protected=False, json_output=json_output)
 
 
 def _set_protection(uuid: str, *, protected: bool, json_output: bool) -> None:
+    from runtime.checkpoints.service import CheckpointService
+
     output.set_json(json_output)
-    cp = hub_from_settings().checkpoints.protect(_uuid(uuid), protected=protected)
+    svc = CheckpointService.build(services_from_settings(), actor="hubctl")
+    cp = svc.protect(_uuid(uuid), protected=protected).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -127,13 +120,16 @@ def prune(
     json_output: JsonOption = False,
 ) -> None:
     """Apply the retention policy (keep-last/hourly/daily/weekly/monthly); list what went."""
+    from runtime.checkpoints.service import CheckpointService
+
     output.set_json(json_output)
-    hub = hub_from_settings(progress=None if json_output else output.console.print)
-    gone = hub.checkpoints.prune(vmid=vmid, dry_run=dry_run)
+    svc = CheckpointService.build(
+        services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
+    )
+    gone = [item.to_public() for item in svc.prune(vmid=vmid, dry_run=dry_run)]
     verb = "would prune" if dry_run else "pruned"
-    policy = hub.checkpoints.policy()
     output.emit(
-        {"dry_run": dry_run, "policy": dataclasses.asdict(policy), "pruned": gone},
+        {"dry_run": dry_run, "policy": dataclasses.asdict(svc.policy()), "pruned": gone},
         output.checkpoint_table(gone, title=f"{verb} {len(gone)} checkpoint(s)")
         if gone
         else f"{verb} nothing",
@@ -148,24 +144,27 @@ def schedule(
     json_output: JsonOption = False,
 ) -> None:
     """Run scheduled checkpoints in the foreground (the service embeds the same scheduler)."""
-    output.set_json(json_output)
-    hub = hub_from_settings(progress=output.console.print)
-    from datetime import UTC, datetime
+    from runtime.checkpoints.reconcile import Reconciler
+    from runtime.checkpoints.schedule import CheckpointScheduler, next_fire
+    from runtime.checkpoints.service import CheckpointService
 
-    now = datetime.now(UTC)
-    upcoming = next_fire(hub.settings, after=now)
-    doc = {"schedule": hub.settings.effective_schedule, "next": upcoming.isoformat() if upcoming else None}
+    output.set_json(json_output)
+    services = services_from_settings()
+    settings = services.settings
+    upcoming = next_fire(settings, after=datetime.now(UTC))
+    doc = {"schedule": settings.effective_schedule, "next": upcoming.isoformat() if upcoming else None}
     if show_only or upcoming is None:
         output.emit(doc, f"schedule {doc['schedule']} (UTC); next: {doc['next'] or 'never (manual)'}")
         return
-    svc = hub.checkpoints
+    svc = CheckpointService.build(services, actor="scheduler", progress=progress_printer(False))
     # A scheduler is a long-running Hub process: start from a database that agrees with Proxmox.
-    report = hub.reconciler.run()
+    report = Reconciler.build(services, actor="scheduler").run()
     if report.changes:
         output.console.print(f"reconciled {len(report.changes)} checkpoint(s) at start")
     scheduler = CheckpointScheduler(
-        settings=hub.settings,
-        db=hub.db,
+        settings=settings,
+        db=services.db,
+        vmid=settings.hub_vmid(),
         job=lambda: svc.create(kind=CheckpointKind.SCHEDULED, reason="schedule"),
     )
     stop = threading.Event()

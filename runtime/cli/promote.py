@@ -81,3 +81,8 @@ def _fail(message: str, *, json_output: bool, src: str, dst: str) -> NoReturn:
     else:
         typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
+
+
+# A one-command app: loaded by the root CLI only when `hubctl promote` is run (runtime/cli/lazy.py).
+app = typer.Typer(add_completion=False)
+app.command("promote", help="Promote stack settings from one Pulumi stack to another (dev -> prod).")(promote)

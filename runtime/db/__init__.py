@@ -5,8 +5,6 @@ from runtime.db.models import (
     AuditEntry,
     Base,
     Checkpoint,
-    CheckpointKind,
-    CheckpointStatus,
     Job,
     JobState,
 )
@@ -17,8 +15,6 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Checkpoint",
-    "CheckpointKind",
-    "CheckpointStatus",
     "Database",
     "Job",
     "JobState",

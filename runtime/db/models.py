@@ -35,23 +35,10 @@ class Base(DeclarativeBase):
     pass
 
 
-class CheckpointStatus(StrEnum):
-    CREATING = "creating"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    DELETED = "deleted"
-
-
-class CheckpointKind(StrEnum):
-    MANUAL = "manual"
-    SCHEDULED = "scheduled"
-    PRE_OPERATION = "pre-operation"
-    EMERGENCY = "emergency"
-    # A Hub-owned snapshot found on Proxmox that this database had no row for (re-imported).
-    IMPORTED = "imported"
-
-
 class Checkpoint(Base):
+    """One checkpoint. ``kind`` and ``status`` hold the values of the enums in
+    ``runtime.checkpoints.records``; the domain reads rows as ``CheckpointRecord``."""
+
     __tablename__ = "hub_checkpoints"
 
     uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -73,22 +60,6 @@ class Checkpoint(Base):
         Index("ix_hub_checkpoints_created_at", "created_at"),
         Index("ux_hub_checkpoints_vm_snapname", "vm_id", "snapname", unique=True),
     )
-
-    def to_public(self) -> dict[str, Any]:
-        return {
-            "uuid": self.uuid,
-            "vm_id": self.vm_id,
-            "node": self.node,
-            "snapname": self.snapname,
-            "kind": self.kind,
-            "status": self.status,
-            "reason": self.reason,
-            "created_at": _iso(self.created_at),
-            "completed_at": _iso(self.completed_at),
-            "error": self.error,
-            "protected": self.protected,
-            "upid": self.upid,
-        }
 
 
 class AuditEntry(Base):

@@ -6,6 +6,9 @@ in-memory StubBroker, consumed by the same Worker threads in this process: the s
 only the transport differs. Either way the queue carries only the job id; the database row is the
 job (see store.py), and at start every job still ``queued`` there is enqueued again (the claim makes
 duplicates harmless), so nothing queued is lost when the in-memory broker goes away with a process.
+
+The queue knows no job kind: the domains register theirs (``runtime.jobs.registry``), and the queue
+is built with the collected ``JobKinds``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from runtime import audit
 from runtime.errors import HubError
-from runtime.jobs.handlers import handler_for
+from runtime.jobs.registry import JobContext, JobKinds
 from runtime.jobs.store import JobStore
-from runtime.wiring import Hub
+from runtime.wiring import Services
 
 log = logging.getLogger(__name__)
 QUEUE = "hub"
@@ -29,10 +31,11 @@ ACTOR = "hub_job"
 
 
 class JobQueue:
-    def __init__(self, hub: Hub, *, worker_threads: int = 2) -> None:
-        self.hub = hub
-        self.store = JobStore(hub.ready_db())
-        url = hub.settings.redis_url
+    def __init__(self, services: Services, *, kinds: JobKinds, worker_threads: int = 2) -> None:
+        self.services = services
+        self.kinds = kinds
+        self.store = JobStore(services.ready_db())
+        url = services.settings.redis_url
         self.broker: dramatiq.Broker = RedisBroker(url=url) if url else StubBroker()
         # Our jobs are not retried by the queue: a failed checkpoint is a result to report, and the
         # operation's own retries (Proxmox client) already ran.
@@ -42,7 +45,10 @@ class JobQueue:
             actor_name=ACTOR,
             queue_name=QUEUE,
             priority=0,
-            options={"max_retries": 0, "time_limit": int(hub.settings.task_timeout_seconds * 3 * 1000)},
+            options={
+                "max_retries": 0,
+                "time_limit": int(services.settings.task_timeout_seconds * 3 * 1000),
+            },
         )
         self.worker_threads = worker_threads
         self._worker: dramatiq.Worker | None = None
@@ -50,17 +56,14 @@ class JobQueue:
     # ---------------------------------------------------------------- submit
 
     def submit(self, kind: str, params: dict[str, Any], *, actor: str) -> dict[str, Any]:
-        handler_for(kind)  # unknown kinds are refused before anything is written
-        job = self.store.create(kind=kind, params=params, actor=actor)
-        with self.hub.ready_db().session() as s:
-            audit.record(
-                s,
-                actor=actor,
-                action="job.submit",
-                target=job["id"],
-                outcome="queued",
-                details={"kind": kind, "params": params},
-            )
+        """Validate the parameters with the kind's model, write the job (and its audit entry), send it.
+
+        Unknown kinds and bad parameters are refused (UsageError) before anything is written."""
+        job_kind = self.kinds.get(kind)
+        typed = job_kind.parse(params)
+        job = self.store.create(
+            kind=kind, params=typed.model_dump(mode="json", exclude_none=True), actor=actor
+        )
         self.actor.send(job["id"])
         return job
 
@@ -86,33 +89,22 @@ class JobQueue:
         job = self.store.claim(job_id)
         if job is None:
             return  # already run (duplicate delivery) or finished
-        handler = handler_for(job["kind"])
-        actor = job["actor"]
 
         def progress(message: str) -> None:
             self.store.progress(job_id, message)
 
+        context = JobContext(services=self.services, actor=job["actor"], progress=progress)
         try:
-            result = handler(self.hub, job["params"], progress, actor)
+            result = self.kinds.get(job["kind"]).run(context, job["params"])
         except HubError as exc:
             self.store.finish(job_id, error=str(exc))
-            self._audit(job, "failed", {"error": str(exc)})
             return
         except Exception as exc:  # a bug: keep the traceback in the log, the message in the job
             log.exception("job %s (%s) crashed", job_id, job["kind"])
-            self.store.finish(job_id, error=f"internal error: {type(exc).__name__}: {exc}")
-            self._audit(job, "failed", {"error": f"internal error: {type(exc).__name__}"})
+            self.store.finish(
+                job_id,
+                error=f"internal error: {type(exc).__name__}: {exc}",
+                audit_details={"error": f"internal error: {type(exc).__name__}"},
+            )
             return
         self.store.finish(job_id, result=result)
-        self._audit(job, "succeeded", {})
-
-    def _audit(self, job: dict[str, Any], outcome: str, details: dict[str, Any]) -> None:
-        with self.hub.ready_db().session() as s:
-            audit.record(
-                s,
-                actor=job["actor"],
-                action=f"job.{job['kind']}",
-                target=job["id"],
-                outcome=outcome,
-                details=details,
-            )

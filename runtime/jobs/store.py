@@ -2,7 +2,8 @@
 
 The queue carries nothing but the job id. Claiming is a compare-and-set (``queued`` -> ``running``)
 so a message delivered twice (Redis redelivery after a worker died, or the re-enqueue at start) runs
-the job at most once.
+the job at most once. Every change of a job's state is written in the same transaction as its audit
+entry: the trail never says a job ended that did not, nor misses one that did.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
 
+from runtime import audit
 from runtime.db import Database, Job, JobState
 from runtime.db.models import new_uuid
 from runtime.errors import NotFoundError
@@ -24,6 +26,7 @@ class JobStore:
         self.db = db
 
     def create(self, *, kind: str, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Write the job as queued, with its audit entry, in one transaction."""
         with self.db.session() as s:
             job = Job(
                 id=new_uuid(),
@@ -36,6 +39,14 @@ class JobStore:
             )
             s.add(job)
             s.flush()
+            audit.record(
+                s,
+                actor=actor,
+                action="job.submit",
+                target=job.id,
+                outcome="queued",
+                details={"kind": kind, "params": params},
+            )
             return job.to_public()
 
     def claim(self, job_id: str) -> dict[str, Any] | None:
@@ -58,13 +69,30 @@ class JobStore:
             job = s.get_one(Job, job_id)
             job.progress = [*job.progress, message][-MAX_PROGRESS_LINES:]
 
-    def finish(self, job_id: str, *, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def finish(
+        self,
+        job_id: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        audit_details: dict[str, Any] | None = None,
+    ) -> None:
+        """The job's final state and its audit entry, in one transaction."""
         with self.db.session() as s:
             job = s.get_one(Job, job_id)
-            job.state = JobState.FAILED.value if error is not None else JobState.SUCCEEDED.value
+            failed = error is not None
+            job.state = JobState.FAILED.value if failed else JobState.SUCCEEDED.value
             job.result = result
             job.error = error
             job.finished_at = datetime.now(UTC)
+            audit.record(
+                s,
+                actor=job.actor,
+                action=f"job.{job.kind}",
+                target=job.id,
+                outcome="failed" if failed else "succeeded",
+                details=audit_details if audit_details is not None else ({"error": error} if failed else {}),
+            )
 
     def get(self, job_id: str) -> dict[str, Any]:
         with self.db.session() as s:
@@ -100,4 +128,12 @@ class JobStore:
                 job.state = JobState.FAILED.value
                 job.error = "interrupted: the process running it stopped; reconcile settled its effects"
                 job.finished_at = datetime.now(UTC)
+                audit.record(
+                    s,
+                    actor="service",
+                    action=f"job.{job.kind}",
+                    target=job.id,
+                    outcome="failed",
+                    details={"error": job.error},
+                )
             return [j.id for j in rows]

@@ -23,11 +23,14 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from runtime.checkpoints.queries import CheckpointQueries
+from runtime.checkpoints.reconcile import Reconciler
+from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus
 from runtime.checkpoints.schedule import CheckpointScheduler
-from runtime.db import CheckpointKind
+from runtime.checkpoints.service import CheckpointService
 from runtime.lab.processes import Simulator, start_simulator
 from runtime.settings import Environment, Settings
-from runtime.wiring import Hub
+from runtime.wiring import Services
 
 NODE = "pve1"
 VMID = 100
@@ -40,24 +43,38 @@ class Lab:
         self.root = root
         self.console = console
         self.sim: Simulator | None = None
-        self.hub: Hub | None = None
+        self.services: Services | None = None
+        self._checkpoints: CheckpointService | None = None
         self.api: subprocess.Popen[str] | None = None
 
     # --------------------------------------------------------------- set-up
 
-    def start(self) -> Hub:
+    def start(self) -> Services:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
         with self.console.status("starting the local Proxmox API simulator (fakepve) on loopback..."):
             self.sim = start_simulator(state_dir=self.root / "pve", node=NODE, vmid=VMID, time_scale=0.2)
         self.console.print(f"[green]✓[/] Proxmox simulator at {self.sim.url} (TLS verified with its own CA)")
         settings = Settings(**self.settings_values())
-        self.hub = Hub(settings=settings, actor="lab", progress=lambda m: self.console.print(f"   · {m}"))
-        before, after = self.hub.db.upgrade()
+        self.services = Services(settings)
+        before, after = self.services.db.upgrade()
         self.console.print(
             f"[green]✓[/] SQLite database {settings.database_url} migrated {before} -> {after}"
         )
-        return self.hub
+        return self.services
+
+    @property
+    def checkpoints(self) -> CheckpointService:
+        assert self.services is not None
+        if self._checkpoints is None:
+            self._checkpoints = CheckpointService.build(
+                self.services, actor="lab", progress=lambda m: self.console.print(f"   · {m}", markup=False)
+            )
+        return self._checkpoints
+
+    def listed(self) -> list[CheckpointRecord]:
+        assert self.services is not None
+        return CheckpointQueries(self.services.ready_db()).list()
 
     def settings_values(self) -> dict[str, Any]:
         assert self.sim is not None
@@ -93,8 +110,8 @@ class Lab:
                 self.api.kill()
                 self.api.wait(timeout=10)
             self.console.print("[green]✓[/] API stopped")
-        if self.hub is not None:
-            self.hub.close()
+        if self.services is not None:
+            self.services.close()
         if self.sim is not None:
             self.sim.stop()
             self.console.print("[green]✓[/] simulator stopped; lab state kept in", str(self.root))
@@ -105,34 +122,32 @@ class Lab:
         self.console.rule(f"[bold]{title}")
 
     def checkpoint_table(self) -> None:
-        assert self.hub is not None
         table = Table(show_header=True, header_style="bold")
         for column in ("uuid", "kind", "status", "snapshot", "created"):
             table.add_column(column)
-        for cp in self.hub.checkpoints_readonly().list():
+        for cp in self.listed():
             table.add_row(
-                cp["uuid"][:8], cp["kind"], cp["status"], cp["snapname"][:16] + "…", cp["created_at"][11:19]
+                cp.uuid[:8], cp.kind, cp.status, cp.snapname[:16] + "…", cp.created_at.strftime("%H:%M:%S")
             )
         self.console.print(table)
 
     def health(self) -> None:
         from runtime.health import evaluate
 
-        assert self.hub is not None
-        doc = evaluate(self.hub)
+        assert self.services is not None
+        doc = evaluate(self.services)
         for check in doc["checks"]:
             colour = {"healthy": "green", "degraded": "yellow", "critical": "red"}[check["status"]]
             self.console.print(f"   [{colour}]{check['status']:<9}[/] {check['name']}: {check['detail']}")
 
-    def manual_checkpoint(self) -> dict[str, Any]:
-        assert self.hub is not None
-        cp = self.hub.checkpoints.create(kind=CheckpointKind.MANUAL, reason="lab: first checkpoint")
-        self.console.print(f"[green]✓[/] checkpoint {cp['uuid']} {cp['status']} as snapshot {cp['snapname']}")
+    def manual_checkpoint(self) -> CheckpointRecord:
+        cp = self.checkpoints.create(kind=CheckpointKind.MANUAL, reason="lab: first checkpoint")
+        self.console.print(f"[green]✓[/] checkpoint {cp.uuid} {cp.status} as snapshot {cp.snapname}")
         return cp
 
     def scheduled_checkpoints(self, count: int) -> None:
-        assert self.hub is not None
-        svc = self.hub.checkpoints
+        assert self.services is not None
+        svc = self.checkpoints
         done = threading.Semaphore(0)
 
         def job() -> None:
@@ -140,8 +155,9 @@ class Lab:
             done.release()
 
         scheduler = CheckpointScheduler(
-            settings=self.hub.settings,
-            db=self.hub.db,
+            settings=self.services.settings,
+            db=self.services.db,
+            vmid=VMID,
             job=job,
             trigger=IntervalTrigger(seconds=LAB_SCHEDULE_SECONDS),
         )
@@ -162,10 +178,10 @@ class Lab:
 
     def start_api(self) -> tuple[str, str]:
         """Run the real service (``hubctl serve``) on a loopback port; returns (url, token)."""
-        from runtime.api.tokens import TokenStore
+        from runtime.tokens import TokenStore
 
-        assert self.hub is not None
-        token = TokenStore(self.hub.ready_db()).create(name="lab", actor="lab")["token"]
+        assert self.services is not None
+        token = TokenStore(self.services.ready_db()).create(name="lab", actor="lab")["token"]
         port = _free_port()
         self.api = subprocess.Popen(
             [sys.executable, "-m", "runtime", "serve", "--port", str(port)],
@@ -205,7 +221,7 @@ class Lab:
         self.console.print(f"[green]✓[/] job {job['state']}: checkpoint {job['result']['uuid']} completed")
 
     def crash_and_reconcile(self) -> None:
-        assert self.hub is not None
+        assert self.services is not None
         self.console.print(
             "   starting `hubctl checkpoint create` and killing it with SIGKILL after the snapshot request..."
         )
@@ -222,9 +238,9 @@ class Lab:
                 break
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        stuck = [c for c in self.hub.checkpoints_readonly().list() if c["status"] == "creating"]
+        stuck = [c for c in self.listed() if c.status is CheckpointStatus.CREATING]
         self.console.print(f"   [yellow]process killed[/]: {len(stuck)} checkpoint(s) left 'creating'")
-        report = self.hub.reconciler.run()
+        report = Reconciler.build(self.services, actor="lab").run()
         for change in report.changes:
             self.console.print(f"   · reconcile: {change['uuid'][:8]} {change['action']} ({change['why']})")
         self.console.print("[green]✓[/] database and Proxmox agree again")

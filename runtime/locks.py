@@ -1,4 +1,8 @@
-"""At most one checkpoint operation per VM at a time, across processes.
+"""The runtime's VM lock: at most one operation on a VM at a time, across processes and machines.
+
+Every domain that changes a VM takes it: checkpoints, reconcile, rollback, machines, fleet. The lock
+is named for the VM (``vm-<vmid>``), not for the operation, so a rollback and a snapshot of the same
+VM exclude each other.
 
 With ``HUB_REDIS_URL`` the lock is a Redis lock (redis-py's ``Lock``: SET NX PX plus a token, so only
 the holder releases it), which also serialises Hubs on different machines. Its expiry bounds how
@@ -43,9 +47,7 @@ class FileLocks:
         try:
             lock.acquire(timeout=wait)
         except filelock.Timeout:
-            raise LockBusyError(
-                f"another checkpoint operation holds {name}; gave up after {wait:.0f}s"
-            ) from None
+            raise LockBusyError(f"another operation holds {name}; gave up after {wait:.0f}s") from None
         try:
             yield
         finally:
@@ -73,7 +75,7 @@ class RedisLocks:
                 "without the lock"
             ) from None
         if not acquired:
-            raise LockBusyError(f"another checkpoint operation holds {name}; gave up after {wait:.0f}s")
+            raise LockBusyError(f"another operation holds {name}; gave up after {wait:.0f}s")
         try:
             yield
         finally:
@@ -130,14 +132,14 @@ def _holder_alive(token: str) -> bool:
 
 def locks_for(settings: Settings) -> FileLocks | RedisLocks:
     if settings.redis_url:
-        # Long enough to cover the longest checkpoint we allow (task bound + lock-wait budget).
+        # Long enough to cover the longest VM operation we allow (task bound + lock-wait budget).
         ttl = settings.task_timeout_seconds * 2 + settings.locked_retry_seconds + 60
         return RedisLocks(settings.redis_url, ttl=ttl)
     return FileLocks(settings.lock_dir or Path(tempfile.gettempdir()) / "hub-locks")
 
 
 def vm_lock_name(vmid: int) -> str:
-    return f"checkpoint-vm-{vmid}"
+    return f"vm-{vmid}"
 
 
 def _safe(url: str) -> str:

@@ -20,14 +20,16 @@ from collections.abc import Callable
 
 import uvicorn
 
+from runtime import domains
 from runtime.api.app import create_app
+from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.db import Database
 from runtime.errors import DatabaseError, HubError
 from runtime.jobs.queue import JobQueue
 from runtime.metrics import Metrics
 from runtime.settings import Settings
-from runtime.wiring import Hub
+from runtime.wiring import Services
 
 log = logging.getLogger("hub.service")
 SHUTDOWN_GRACE_MS = 30_000
@@ -50,44 +52,47 @@ def wait_for_database(db: Database, *, timeout: float, say: Callable[[str], None
 
 
 def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None]) -> int:
-    hub = Hub(settings=settings, actor="service")
-    wait_for_database(hub.db, timeout=settings.db_wait_seconds, say=say)
-    before, after = hub.db.upgrade()
+    services = Services(settings)
+    wait_for_database(services.db, timeout=settings.db_wait_seconds, say=say)
+    before, after = services.db.upgrade()
     say(f"database at {after}" + (f" (migrated from {before})" if before != after else ""))
-    proxmox_ready = all(
-        getattr(settings, k) is not None for k in ("proxmox_url", "proxmox_api_token", "node", "vmid")
-    )
-    if proxmox_ready:
+    hub_vmid = settings.vmid if settings.proxmox_configured else None
+    if hub_vmid is not None:
         try:
-            report = hub.reconciler.run()
+            report = Reconciler.build(services, actor="service").run()
             say(f"reconciled VM {report.vm_id}: {len(report.changes)} change(s)")
         except HubError as exc:  # the API must still come up: health will say what is wrong
             say(f"reconcile at start failed: {exc}")
     else:
         say("Proxmox not configured: serving without checkpoints (health is critical)")
 
-    queue = JobQueue(hub, worker_threads=settings.worker_threads)
+    queue = JobQueue(services, kinds=domains.job_kinds(), worker_threads=settings.worker_threads)
     interrupted = queue.store.fail_interrupted()
     if interrupted:
         say(f"{len(interrupted)} job(s) interrupted by the previous stop marked failed")
     queue.start_workers()
     metrics = Metrics()
-    scheduler = CheckpointScheduler(
-        settings=settings,
-        db=hub.db,
-        job=lambda: queue.submit(
-            "checkpoint.create", {"kind": "scheduled", "reason": "schedule"}, actor="scheduler"
-        ),
+    scheduler = (
+        CheckpointScheduler(
+            settings=settings,
+            db=services.db,
+            vmid=hub_vmid,
+            job=lambda: queue.submit(
+                "checkpoint.create", {"kind": "scheduled", "reason": "schedule"}, actor="scheduler"
+            ),
+        )
+        if hub_vmid is not None
+        else None
     )
     stop = threading.Event()
     health_loop = threading.Thread(
-        target=_health_loop, args=(hub, metrics, settings, stop), name="health-loop", daemon=True
+        target=_health_loop, args=(services, metrics, settings, stop), name="health-loop", daemon=True
     )
     try:
-        if proxmox_ready and scheduler.start():
+        if scheduler is not None and scheduler.start():
             say("a scheduled checkpoint was missed while the Hub was down: one catch-up run queued")
         health_loop.start()
-        app = create_app(hub=hub, queue=queue, metrics=metrics)
+        app = create_app(services=services, queue=queue, metrics=metrics)
         say(f"serving on http://{host}:{port} (API under /api/v1, liveness at /healthz)")
         server = uvicorn.Server(
             uvicorn.Config(
@@ -103,11 +108,12 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
     finally:
         say("stopping: scheduler, workers (the running job may finish), health loop")
         stop.set()
-        scheduler.shutdown(wait=False)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         queue.stop_workers(timeout_ms=SHUTDOWN_GRACE_MS)
         if health_loop.is_alive():
             health_loop.join(timeout=5)
-        hub.close()
+        services.close()
     return 0
 
 
@@ -115,10 +121,10 @@ def _already_handled(_signum: int, _frame: object) -> None:
     """uvicorn already acted on the signal (graceful HTTP shutdown); the pipeline's finally does the rest."""
 
 
-def _health_loop(hub: Hub, metrics: Metrics, settings: Settings, stop: threading.Event) -> None:
+def _health_loop(services: Services, metrics: Metrics, settings: Settings, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            metrics.refresh(hub)
+            metrics.refresh(services)
         except Exception:  # the loop must outlive any single failed evaluation
             log.exception("health evaluation failed")
         stop.wait(settings.health_interval_seconds)

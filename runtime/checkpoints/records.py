@@ -1,0 +1,101 @@
+"""What a checkpoint is inside the runtime: a frozen record and its two enums.
+
+The record is what the domain code passes around (never a row dict); ``to_public()`` turns it into
+the documented JSON shape (interfaces.md) only at the edges (CLI, API, job results). This module
+imports no database or web code, so the CLI can offer the enums as choices without loading either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hubcore.proxmox import VmRef
+    from runtime.db.models import Checkpoint
+
+
+class CheckpointStatus(StrEnum):
+    CREATING = "creating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+class CheckpointKind(StrEnum):
+    MANUAL = "manual"
+    SCHEDULED = "scheduled"
+    PRE_OPERATION = "pre-operation"
+    EMERGENCY = "emergency"
+    # A Hub-owned snapshot found on Proxmox that this database had no row for (re-imported).
+    IMPORTED = "imported"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    uuid: str
+    vm_id: int
+    node: str  # where the VM was when the row was last written; operations resolve it afresh
+    snapname: str
+    kind: CheckpointKind
+    status: CheckpointStatus
+    reason: str | None
+    created_at: datetime
+    completed_at: datetime | None = None
+    deleted_at: datetime | None = None
+    error: str | None = None
+    protected: bool = False
+    upid: str | None = None
+
+    @property
+    def vm(self) -> VmRef:
+        from hubcore.proxmox import VmRef
+
+        return VmRef(vmid=self.vm_id, node=self.node)
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid,
+            "vm_id": self.vm_id,
+            "node": self.node,
+            "snapname": self.snapname,
+            "kind": self.kind.value,
+            "status": self.status.value,
+            "reason": self.reason,
+            "created_at": iso(self.created_at),
+            "completed_at": iso(self.completed_at),
+            "error": self.error,
+            "protected": self.protected,
+            "upid": self.upid,
+        }
+
+    @classmethod
+    def of(cls, row: Checkpoint) -> CheckpointRecord:
+        return cls(
+            uuid=row.uuid,
+            vm_id=row.vm_id,
+            node=row.node,
+            snapname=row.snapname,
+            kind=_kind(row.kind),
+            status=CheckpointStatus(row.status),
+            reason=row.reason,
+            created_at=row.created_at,
+            completed_at=row.completed_at,
+            deleted_at=row.deleted_at,
+            error=row.error,
+            protected=row.protected,
+            upid=row.upid,
+        )
+
+
+def _kind(value: str) -> CheckpointKind:
+    try:
+        return CheckpointKind(value)
+    except ValueError:  # a kind written by a newer runtime (the database outlived a rollback)
+        return CheckpointKind.IMPORTED
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
