@@ -22,101 +22,46 @@ uses), on the clone's config:
 and only then starts the VM when asked. On update (settings or params changed) a running clone is
 rebooted so cloud-init applies the new user data. A clone found running at create time (started by
 hand before its settings existed) is stopped first: it runs under the source's identity.
+
+It talks to Proxmox through `hubcore.proxmox.ProxmoxClient`, the one client both halves use (retries,
+lock budget, PVE's task-success rule), built per call from the resource's inputs: the provider is
+pickled (dill) into the plan, and a client object must not be.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import ssl
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 import pulumi
 from pulumi import dynamic
+
+from hubcore.proxmox import ProxmoxAccess, ProxmoxClient, ProxmoxError, VmRef
 
 # The slot HubVm puts its cloud-init drive on, so a clone of a Hub has it there too.
 CLOUDINIT_INTERFACE = "ide2"
 _DRIVE_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+$")
 # Inputs whose change means "a different VM": the resource is replaced, i.e. configured afresh.
 _REPLACE_KEYS = ("endpoint", "node", "vmid", "clone_of")
-_COMPARED_KEYS = (*_REPLACE_KEYS, "insecure", "datastore", "cicustom", "ipconfig0", "vm_uuid", "start")
+_COMPARED_KEYS = (
+    *_REPLACE_KEYS,
+    "insecure",
+    "ca_bundle",
+    "datastore",
+    "cicustom",
+    "ipconfig0",
+    "vm_uuid",
+    "start",
+)
 TOKEN_ENV = "PROXMOX_VE_API_TOKEN"
+# Bound on each Proxmox task (config, stop, start, reboot) the set-up waits for.
+TASK_TIMEOUT = 600.0
 
 
 class CloneInitError(RuntimeError):
     """The clone could not be given its own cloud-init; the message says why."""
-
-
-class PveApi(Protocol):
-    def get(self, path: str) -> Any: ...
-
-    def post(self, path: str, data: Mapping[str, str]) -> Any: ...
-
-
-class HttpPveApi:
-    """Just enough of the Proxmox VE API: JSON GET/POST with an API token, task polling."""
-
-    def __init__(self, endpoint: str, token: str, *, insecure: bool, timeout: float = 30.0) -> None:
-        self._base = endpoint.rstrip("/") + "/api2/json"
-        self._headers = {"Authorization": f"PVEAPIToken={token}", "Accept": "application/json"}
-        self._timeout = timeout
-        self._context = ssl.create_default_context()
-        if insecure:
-            self._context.check_hostname = False
-            self._context.verify_mode = ssl.CERT_NONE
-
-    def _request(self, method: str, path: str, data: Mapping[str, str] | None = None) -> Any:
-        body = urllib.parse.urlencode(dict(data)).encode() if data is not None else None
-        request = urllib.request.Request(self._base + path, data=body, method=method, headers=self._headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout, context=self._context) as response:
-                document: dict[str, Any] = json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace").strip()
-            raise CloneInitError(f"{method} {path}: HTTP {error.code} {error.reason} {detail}") from None
-        except urllib.error.URLError as error:
-            raise CloneInitError(f"{method} {path}: {error.reason}") from None
-        return document.get("data")
-
-    def get(self, path: str) -> Any:
-        return self._request("GET", path)
-
-    def post(self, path: str, data: Mapping[str, str]) -> Any:
-        return self._request("POST", path, data)
-
-
-def wait_for_task(
-    api: PveApi,
-    node: str,
-    upid: Any,
-    *,
-    timeout: float = 600.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Poll a UPID until it stops; OK and `WARNINGS: ...` succeed, anything else is the error."""
-    if not isinstance(upid, str) or not upid.startswith("UPID:"):
-        return  # a synchronous answer: nothing to wait for
-    path = f"/nodes/{node}/tasks/{urllib.parse.quote(upid, safe='')}/status"
-    waited = 0.0
-    delay = 0.5
-    while True:
-        status: dict[str, Any] = api.get(path) or {}
-        if status.get("status") == "stopped":
-            exit_status = str(status.get("exitstatus", ""))
-            if exit_status == "OK" or exit_status.startswith("WARNINGS:"):
-                return
-            raise CloneInitError(f"task {upid} failed: {exit_status}")
-        if waited >= timeout:
-            raise CloneInitError(f"task {upid} still running after {timeout:.0f}s")
-        sleep(delay)
-        waited += delay
-        delay = min(delay * 2, 5.0)
 
 
 def smbios_with_uuid(current: str | None, vm_uuid: str) -> str:
@@ -126,31 +71,32 @@ def smbios_with_uuid(current: str | None, vm_uuid: str) -> str:
 
 
 def configure_clone(
-    api: PveApi,
+    client: ProxmoxClient,
+    vm: VmRef,
     *,
-    node: str,
-    vmid: int,
     datastore: str,
     cicustom: str,
     ipconfig0: str,
     vm_uuid: str,
     start: bool,
     restart: bool,
-    sleep: Callable[[float], None] = time.sleep,
+    timeout: float = TASK_TIMEOUT,
 ) -> dict[str, str]:
     """Point the clone at its own cloud-init and identity, then start (or reboot) it as asked.
 
     Returns the config keys that were set. `restart` is for updates: a running clone is rebooted so
-    that cloud-init picks up its new user data; at create time a running clone is stopped first.
+    that cloud-init picks up its new user data (PVE keeps these keys pending on a running VM until it
+    restarts); at create time a running clone is stopped first. Safe to re-run: the same values are
+    set again, and a create re-run after a crash finds the clone running and stops it before setting
+    them, as it would any clone started before its settings existed. Proxmox failures propagate as
+    the client's typed errors (ProxmoxError); a config that cannot be fixed here is a CloneInitError.
     """
-    base = f"/nodes/{node}/qemu/{vmid}"
-    status: dict[str, Any] = api.get(f"{base}/status/current") or {}
-    running = status.get("status") == "running"
+    running = client.vm_status(vm).status == "running"
     if running and not restart:
         # Started before it had its own settings: it is running under the source's identity.
-        wait_for_task(api, node, api.post(f"{base}/status/stop", {}), sleep=sleep)
+        client.stop(vm, timeout=timeout)
         running = False
-    config: dict[str, Any] = api.get(f"{base}/config") or {}
+    config = client.vm_config(vm)
     changes: dict[str, str] = {
         "cicustom": cicustom,
         "ipconfig0": ipconfig0,
@@ -161,39 +107,60 @@ def configure_clone(
         occupant = config.get(CLOUDINIT_INTERFACE)
         if occupant is not None:
             raise CloneInitError(
-                f"VM {vmid} has no cloud-init drive and {CLOUDINIT_INTERFACE} is taken ({occupant}); "
+                f"VM {vm.vmid} has no cloud-init drive and {CLOUDINIT_INTERFACE} is taken ({occupant}); "
                 "free it so the clone can get its own cloud-init"
             )
         changes[CLOUDINIT_INTERFACE] = f"{datastore}:cloudinit,media=cdrom"
-    wait_for_task(api, node, api.post(f"{base}/config", changes), sleep=sleep)
+    client.update_vm_config(vm, timeout=timeout, **changes)
     if running:
-        wait_for_task(api, node, api.post(f"{base}/status/reboot", {}), sleep=sleep)
+        client.reboot(vm, timeout=timeout)
     elif start:
-        wait_for_task(api, node, api.post(f"{base}/status/start", {}), sleep=sleep)
+        client.start(vm, timeout=timeout)
     return changes
 
 
-def _api_for(props: Mapping[str, Any]) -> HttpPveApi:
+def access_for(props: Mapping[str, Any]) -> ProxmoxAccess:
+    """The operator's Proxmox access from the resource's inputs: `endpoint`, the API token
+    (`user@realm!tokenid=secret`, from `api_token` or $PROXMOX_VE_API_TOKEN), and TLS verification
+    (`insecure`, or `ca_bundle`, else the system trust store)."""
     token = props.get("api_token") or os.environ.get(TOKEN_ENV)
     if not token:
         raise CloneInitError(
             f"no Proxmox API token: set hub:proxmoxApiToken (pulumi config set --secret) or {TOKEN_ENV}"
         )
-    return HttpPveApi(str(props["endpoint"]), str(token), insecure=bool(props.get("insecure")))
+    identity, _, secret = str(token).partition("=")
+    user, _, name = identity.partition("!")
+    if not (secret and name and "@" in user):
+        # Never echo the token: it may be the secret itself, pasted into the wrong field.
+        raise CloneInitError("the Proxmox API token must look like user@realm!tokenid=secret")
+    ca_bundle = props.get("ca_bundle")
+    verify: bool | str = False if props.get("insecure") else (str(ca_bundle) if ca_bundle else True)
+    return ProxmoxAccess(
+        url=str(props["endpoint"]),
+        token_user=user,
+        token_name=name,
+        token_secret=secret,
+        verify=verify,
+    )
 
 
 def _configure(props: Mapping[str, Any], *, restart: bool) -> None:
-    configure_clone(
-        _api_for(props),
-        node=str(props["node"]),
-        vmid=int(props["vmid"]),
-        datastore=str(props["datastore"]),
-        cicustom=str(props["cicustom"]),
-        ipconfig0=str(props["ipconfig0"]),
-        vm_uuid=str(props["vm_uuid"]),
-        start=bool(props["start"]),
-        restart=restart,
-    )
+    # A client per call, never kept on the provider: the provider is pickled (dill) into the plan.
+    client = ProxmoxClient.from_access(access_for(props))
+    vm = VmRef(vmid=int(props["vmid"]), node=str(props["node"]))
+    try:
+        configure_clone(
+            client,
+            vm,
+            datastore=str(props["datastore"]),
+            cicustom=str(props["cicustom"]),
+            ipconfig0=str(props["ipconfig0"]),
+            vm_uuid=str(props["vm_uuid"]),
+            start=bool(props["start"]),
+            restart=restart,
+        )
+    except ProxmoxError as exc:
+        raise CloneInitError(f"configuring clone {vm.vmid} on {vm.node} failed: {exc}") from exc
 
 
 def _outs(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,6 +197,7 @@ class CloneCloudInit(dynamic.Resource):
         *,
         endpoint: str,
         insecure: bool,
+        ca_bundle: str | None = None,
         api_token: pulumi.Output[str] | None,
         node: str,
         vmid: pulumi.Input[int],
@@ -244,6 +212,7 @@ class CloneCloudInit(dynamic.Resource):
         props: dict[str, Any] = {
             "endpoint": endpoint,
             "insecure": insecure,
+            "ca_bundle": ca_bundle,
             "api_token": pulumi.Output.secret(api_token) if api_token is not None else None,
             "node": node,
             "vmid": vmid,

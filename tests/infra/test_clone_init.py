@@ -1,128 +1,222 @@
-"""CloneCloudInit's provider logic against a recording fake API, and its HTTP client on loopback."""
+"""CloneCloudInit's provider logic against fakepve (a schema-validating PVE API over verified TLS),
+through hubcore's ProxmoxClient: assertions are on the VM's resulting config and power state and on
+fakepve's request log."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
+from hubcore.proxmox import ProxmoxAccess, ProxmoxClient, ProxmoxTaskFailed, VmRef
 from hubinfra.clone_init import (
     CloneCloudInitProvider,
     CloneInitError,
-    HttpPveApi,
+    access_for,
     configure_clone,
     smbios_with_uuid,
 )
+from tests.conftest import TOKEN_ID, TOKEN_SECRET
 
 UUID = "2babd623-f266-5d58-b4b3-b8018972154c"
-BASE = "/nodes/pve/qemu/1150"
+NODE = "pve1"
+VMID = 1150
+CLONE = VmRef(vmid=VMID, node=NODE)
+BASE = f"/api2/json/nodes/{NODE}/qemu/{VMID}"
+CICUSTOM = "user=local:snippets/exp-user-data.yaml,meta=local:snippets/exp-meta-data.yaml"
+IPCONFIG0 = "ip=10.210.50.10/24,gw=10.210.50.1"
+# What a full clone of the production Hub inherits: its cloud-init drive, snippet, address and uuid.
 INHERITED = {
     "ide2": "local-lvm:vm-1150-cloudinit,media=cdrom",
     "cicustom": "user=local:snippets/hub-prod-user-data.yaml",
     "ipconfig0": "ip=10.20.0.10/24,gw=10.20.0.1",
     "smbios1": "uuid=0b0b0b0b-0000-0000-0000-000000000000,serial=aHVi,base64=1",
-    "scsi0": "ceph-vm:vm-1150-disk-0,size=200G",
+    "scsi0": "local-lvm:vm-1150-disk-0,size=200G",
+    "memory": 4096,
 }
 
 
-class FakeApi:
-    def __init__(
-        self, *, status: str = "stopped", config: Mapping[str, str] = INHERITED, fail: str = ""
-    ) -> None:
-        self.status = status
-        self.config = dict(config)
-        self.fail = fail
-        self.calls: list[tuple[str, str, dict[str, str]]] = []
-
-    def get(self, path: str) -> Any:
-        self.calls.append(("GET", path, {}))
-        if path.endswith("/status/current"):
-            return {"status": self.status}
-        if path.endswith("/config"):
-            return dict(self.config)
-        if "/tasks/" in path:
-            return {"status": "stopped", "exitstatus": self.fail or "OK"}
-        raise AssertionError(path)
-
-    def post(self, path: str, data: Mapping[str, str]) -> Any:
-        self.calls.append(("POST", path, dict(data)))
-        return "UPID:pve:0000:0000:0000:qmconfig:1150:root@pam:"
-
-    def posts(self) -> list[tuple[str, dict[str, str]]]:
-        return [(path, data) for method, path, data in self.calls if method == "POST"]
+def _clone(pve: Any, *, status: str = "stopped", config: dict[str, Any] | None = None) -> Any:
+    return pve.add_vm(
+        VMID, "exp-alpha", node=NODE, status=status, config=dict(INHERITED if config is None else config)
+    )
 
 
-def _configure(api: FakeApi, *, start: bool = True, restart: bool = False) -> dict[str, str]:
+@pytest.fixture
+def client(pve: Any, fakepve_cafile: str) -> ProxmoxClient:
+    return ProxmoxClient.from_access(
+        ProxmoxAccess(
+            url=pve.url,
+            token_user="hub@pve",
+            token_name="hub",
+            token_secret=TOKEN_SECRET,
+            verify=fakepve_cafile,
+            transient_retry_seconds=1.0,
+            locked_retry_seconds=1.0,
+        )
+    )
+
+
+def _configure(client: ProxmoxClient, *, start: bool = True, restart: bool = False) -> dict[str, str]:
     return configure_clone(
-        api,
-        node="pve",
-        vmid=1150,
+        client,
+        CLONE,
         datastore="local-lvm",
-        cicustom="user=local:snippets/exp-user-data.yaml,meta=local:snippets/exp-meta-data.yaml",
-        ipconfig0="ip=10.210.50.10/24,gw=10.210.50.1",
+        cicustom=CICUSTOM,
+        ipconfig0=IPCONFIG0,
         vm_uuid=UUID,
         start=start,
         restart=restart,
-        sleep=lambda _: None,
+        timeout=30,
     )
 
 
-def test_stopped_clone_gets_its_own_cicustom_identity_and_address_before_it_starts() -> None:
-    api = FakeApi()
-    _configure(api)
-    posts = api.posts()
-    assert [p for p, _ in posts] == [f"{BASE}/config", f"{BASE}/status/start"]
-    config = posts[0][1]
-    assert (
-        config["cicustom"] == "user=local:snippets/exp-user-data.yaml,meta=local:snippets/exp-meta-data.yaml"
-    )
-    assert config["ipconfig0"] == "ip=10.210.50.10/24,gw=10.210.50.1"
+def _posts(pve: Any) -> list[str]:
+    return [path.removeprefix(BASE) for method, path, _ in pve.requests if method == "POST"]
+
+
+def _props(pve: Any, cafile: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "endpoint": pve.url,
+        "insecure": False,
+        "ca_bundle": cafile,
+        "api_token": f"{TOKEN_ID}={TOKEN_SECRET}",
+        "node": NODE,
+        "vmid": VMID,
+        "clone_of": "100@hub-" + "a" * 32,
+        "datastore": "local-lvm",
+        "cicustom": CICUSTOM,
+        "ipconfig0": IPCONFIG0,
+        "vm_uuid": UUID,
+        "start": True,
+        **extra,
+    }
+
+
+def test_stopped_clone_gets_its_own_cicustom_identity_and_address_before_it_starts(
+    pve: Any, client: ProxmoxClient
+) -> None:
+    vm = _clone(pve)
+    _configure(client)
+    assert _posts(pve) == ["/config", "/status/start"]
+    assert vm.status == "running"
+    assert vm.config["cicustom"] == CICUSTOM
+    assert vm.config["ipconfig0"] == IPCONFIG0
     # The source's uuid is replaced; the other SMBIOS fields survive.
-    assert config["smbios1"] == f"uuid={UUID},serial=aHVi,base64=1"
+    assert vm.config["smbios1"] == f"uuid={UUID},serial=aHVi,base64=1"
     # The inherited cloud-init drive is reused (Proxmox regenerates it at start), not duplicated.
-    assert "ide2" not in config
-    # Every task was waited for.
-    assert sum(1 for m, p, _ in api.calls if m == "GET" and "/tasks/" in p) == 2
+    assert vm.config["ide2"] == INHERITED["ide2"]
+    config_body = next(body for m, p, body in pve.requests if m == "POST" and p.endswith("/config"))
+    assert b"ide2" not in config_body
+    # Every task was waited for, and succeeded.
+    assert [(t["type"], t["exitstatus"]) for t in pve.tasklog] == [("qmconfig", "OK"), ("qmstart", "OK")]
 
 
-def test_no_start_when_not_asked() -> None:
-    api = FakeApi()
-    _configure(api, start=False)
-    assert [p for p, _ in api.posts()] == [f"{BASE}/config"]
+def test_no_start_when_not_asked(pve: Any, client: ProxmoxClient) -> None:
+    vm = _clone(pve)
+    _configure(client, start=False)
+    assert _posts(pve) == ["/config"]
+    assert vm.status == "stopped" and vm.config["cicustom"] == CICUSTOM
 
 
-def test_a_clone_without_cloud_init_drive_gets_one_on_ide2() -> None:
-    api = FakeApi(config={k: v for k, v in INHERITED.items() if k != "ide2"})
-    changes = _configure(api)
+def test_a_clone_without_cloud_init_drive_gets_one_on_ide2(pve: Any, client: ProxmoxClient) -> None:
+    vm = _clone(pve, config={k: v for k, v in INHERITED.items() if k != "ide2"})
+    changes = _configure(client)
     assert changes["ide2"] == "local-lvm:cloudinit,media=cdrom"
+    assert vm.config["ide2"] == "local-lvm:cloudinit,media=cdrom"
 
 
-def test_ide2_taken_by_something_else_is_refused() -> None:
-    api = FakeApi(config={"ide2": "local:iso/debian.iso,media=cdrom"})
+def test_ide2_taken_by_something_else_is_refused(pve: Any, client: ProxmoxClient) -> None:
+    vm = _clone(pve, config={"ide2": "local:iso/debian.iso,media=cdrom", "scsi0": INHERITED["scsi0"]})
     with pytest.raises(CloneInitError, match="ide2 is taken"):
-        _configure(api)
-    assert api.posts() == []
+        _configure(client)
+    assert _posts(pve) == []
+    assert "cicustom" not in vm.config
 
 
-def test_clone_running_at_create_is_stopped_before_anything_else() -> None:
-    api = FakeApi(status="running")
-    _configure(api)
-    assert [p for p, _ in api.posts()] == [f"{BASE}/status/stop", f"{BASE}/config", f"{BASE}/status/start"]
+def test_clone_running_at_create_is_stopped_before_anything_else(pve: Any, client: ProxmoxClient) -> None:
+    vm = _clone(pve, status="running")
+    _configure(client)
+    assert _posts(pve) == ["/status/stop", "/config", "/status/start"]
+    # Stopped first, so the new values are the config (not pending) when it starts again.
+    assert vm.status == "running" and vm.pending == {} and vm.config["cicustom"] == CICUSTOM
 
 
-def test_update_of_a_running_clone_reboots_it_so_cloud_init_applies() -> None:
-    api = FakeApi(status="running")
-    _configure(api, restart=True)
-    assert [p for p, _ in api.posts()] == [f"{BASE}/config", f"{BASE}/status/reboot"]
+def test_update_of_a_running_clone_reboots_it_so_cloud_init_applies(pve: Any, client: ProxmoxClient) -> None:
+    vm = _clone(pve, status="running")
+    _configure(client, restart=True)
+    assert _posts(pve) == ["/config", "/status/reboot"]
+    # PVE kept the new keys pending on the running VM; the reboot applied them.
+    assert vm.status == "running" and vm.pending == {}
+    assert vm.config["cicustom"] == CICUSTOM and vm.config["ipconfig0"] == IPCONFIG0
 
 
-def test_failed_task_is_an_error_naming_the_exit_status() -> None:
-    with pytest.raises(CloneInitError, match="storage full"):
-        _configure(FakeApi(fail="storage full"))
+def test_rerun_is_idempotent(pve: Any, client: ProxmoxClient) -> None:
+    vm = _clone(pve)
+    _configure(client, start=False)
+    digest = vm.digest()
+    _configure(client, start=False)
+    assert vm.digest() == digest and vm.status == "stopped"
+    assert _posts(pve) == ["/config", "/config"]
+
+
+def test_failed_task_surfaces_with_its_exit_status(pve: Any, client: ProxmoxClient) -> None:
+    _clone(pve)
+    pve.fail("POST", f"{BASE}/status/start", error="qemu_exited_code")
+    with pytest.raises(ProxmoxTaskFailed) as failed:
+        _configure(client)
+    assert failed.value.exitstatus == "QEMU exited with code 1"
+
+
+def test_provider_create_configures_through_the_api_and_never_outputs_the_token(
+    pve: Any, fakepve_cafile: str
+) -> None:
+    vm = _clone(pve)
+    result = CloneCloudInitProvider().create(_props(pve, fakepve_cafile))
+    assert result.id == f"{NODE}/{VMID}"
+    assert result.outs is not None
+    assert "api_token" not in result.outs and TOKEN_SECRET not in repr(result.outs)
+    assert vm.status == "running" and vm.config["smbios1"].startswith(f"uuid={UUID}")
+    assert all(TOKEN_SECRET.encode() not in body for _, _, body in pve.requests)
+
+
+def test_provider_wraps_proxmox_errors_with_their_cause(pve: Any, fakepve_cafile: str) -> None:
+    _clone(pve)
+    pve.fail("POST", f"{BASE}/status/start", error="qemu_exited_code")
+    with pytest.raises(CloneInitError, match=f"clone {VMID} on {NODE}.*QEMU exited") as failed:
+        CloneCloudInitProvider().create(_props(pve, fakepve_cafile))
+    assert isinstance(failed.value.__cause__, ProxmoxTaskFailed)
+
+
+def test_provider_takes_the_token_from_the_environment(
+    pve: Any, fakepve_cafile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vm = _clone(pve)
+    monkeypatch.setenv("PROXMOX_VE_API_TOKEN", f"{TOKEN_ID}={TOKEN_SECRET}")
+    CloneCloudInitProvider().update("x", {}, _props(pve, fakepve_cafile, api_token=None, start=False))
+    assert vm.config["cicustom"] == CICUSTOM
+
+
+def test_access_from_props() -> None:
+    access = access_for(
+        {"endpoint": "https://pve:8006", "api_token": "root@pam!pulumi=s3cret", "insecure": True}
+    )
+    assert (access.url, access.token_user, access.token_name, access.token_secret) == (
+        "https://pve:8006",
+        "root@pam",
+        "pulumi",
+        "s3cret",
+    )
+    assert access.verify is False and "s3cret" not in repr(access)
+    verified = access_for({"endpoint": "https://pve:8006", "api_token": "a@pve!t=x", "ca_bundle": "/ca.pem"})
+    assert verified.verify == "/ca.pem"
+    assert access_for({"endpoint": "https://pve:8006", "api_token": "a@pve!t=x"}).verify is True
+
+
+def test_malformed_token_is_refused_without_echoing_it() -> None:
+    with pytest.raises(CloneInitError, match="user@realm!tokenid=secret") as failed:
+        access_for({"endpoint": "https://pve:8006", "api_token": "just-the-s3cret"})
+    assert "s3cret" not in str(failed.value)
 
 
 def test_smbios_with_uuid_on_empty_config() -> None:
@@ -143,48 +237,3 @@ def test_provider_without_any_token_fails_clearly(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("PROXMOX_VE_API_TOKEN", raising=False)
     with pytest.raises(CloneInitError, match="hub:proxmoxApiToken"):
         CloneCloudInitProvider().create({"endpoint": "https://pve:8006", "api_token": None})
-
-
-class _Handler(BaseHTTPRequestHandler):
-    seen: ClassVar[list[tuple[str, str, str, str]]] = []
-
-    def _reply(self, body: bytes) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        sent = self.rfile.read(length).decode() if length else ""
-        _Handler.seen.append((self.command, self.path, self.headers.get("Authorization", ""), sent))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        self._reply(json.dumps({"data": {"status": "stopped"}}).encode())
-
-    def do_POST(self) -> None:
-        self._reply(json.dumps({"data": "UPID:pve:1"}).encode())
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
-@pytest.fixture
-def loopback() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Handler.seen = []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_http_client_sends_the_token_header_and_form_body(loopback: str) -> None:
-    api = HttpPveApi(loopback, "root@pam!pulumi=secret", insecure=False)
-    assert api.get(f"{BASE}/status/current") == {"status": "stopped"}
-    assert api.post(f"{BASE}/config", {"cicustom": "user=local:snippets/x.yaml"}) == "UPID:pve:1"
-    get, post = _Handler.seen
-    assert get[:3] == ("GET", f"/api2/json{BASE}/status/current", "PVEAPIToken=root@pam!pulumi=secret")
-    assert post[0:2] == ("POST", f"/api2/json{BASE}/config")
-    assert post[3] == "cicustom=user%3Dlocal%3Asnippets%2Fx.yaml"
