@@ -9,10 +9,11 @@ An experimental hub is a `cloned.Vm`: the only resource in pulumi-proxmoxve 8 th
 snapshot. That resource does not manage cloud-init, and a clone inherits the source's cloud-init
 drive and `cicustom` (the source's user data: its settings file and token). So the clone is always
 created stopped, and `CloneCloudInit` (hubinfra.clone_init) then points it at its own snippets
-(settings with environment `experimental`, its own vmid, token, experiment name and params), gives it
-its own SMBIOS uuid and an address on its isolated network, and only then starts it. The settings
-name that uuid (`vm_uuid`); `hub-identity-check` refuses to start the runtime on any other VM, so a
-clone that somehow boots with inherited settings stays inert. See docs/infrastructure.md.
+(settings with environment `experimental` and hub type `development`, its own vmid, token,
+experiment name and params), gives it its own SMBIOS uuid and an address on its isolated network,
+and only then starts it. The settings name that uuid (`vm_uuid`); `hub-identity-check` refuses to
+start the runtime on any other VM, so a clone that somehow boots with inherited settings stays
+inert. See docs/infrastructure.md.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve import FileLegacySourceRawArgs
 from pulumi_proxmoxve.cloned import VmCloneArgs, VmCpuArgs, VmMemoryArgs, VmNetworkArgs
 
+from hubcore.contract import EXPERIMENT_HUB_TYPE, Environment
 from hubinfra.access import HubAccess
 from hubinfra.clone_init import CloneCloudInit
 from hubinfra.cloudinit import (
@@ -126,7 +128,7 @@ class ExperimentalHub(pulumi.ComponentResource):
 
         def render(token_value: str) -> str:
             return RuntimeSettings(
-                environment="experimental",
+                environment=Environment.EXPERIMENTAL,
                 proxmox_url=proxmox.endpoint,
                 proxmox_api_token=token_value,
                 proxmox_insecure=proxmox.insecure,
@@ -135,7 +137,8 @@ class ExperimentalHub(pulumi.ComponentResource):
                 vmid=experiment.vm_id,
                 vm_uuid=self.vm_uuid,
                 checkpoints=EXPERIMENT_CHECKPOINTS,
-                hub_type=config.hub_type,
+                # Never the source's type: a clone of the production Hub is not the production Hub.
+                hub_type=EXPERIMENT_HUB_TYPE,
                 hub_label=config.hub_label,
                 experiment=experiment.name,
                 source_vmid=source_vm_id,
