@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from hubcore.contract import Environment, HubType, check_hub_type
 from hubinfra.config import CheckpointPolicy, ParamValue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -81,16 +82,20 @@ systemctl enable --now hub.service
 
 @dataclass(frozen=True, slots=True)
 class RuntimeSettings:
-    """The runtime's settings file (HUB_CONFIG_FILE), lowercase keys as the runtime reads them."""
+    """The runtime's settings file (HUB_CONFIG_FILE), lowercase keys as the runtime reads them.
 
-    environment: str
+    The environment and hub type are checked against the runtime's pairing rule when the file is
+    built, so hubinfra never writes a pair the runtime would refuse at boot.
+    """
+
+    environment: Environment | str
     proxmox_url: str
     proxmox_api_token: str
     proxmox_insecure: bool
     node: str
     vmid: int
     checkpoints: CheckpointPolicy
-    hub_type: str
+    hub_type: HubType | str
     hub_label: str
     vm_uuid: str
     proxmox_ca_bundle: str | None = None
@@ -99,9 +104,13 @@ class RuntimeSettings:
     source_checkpoint: str | None = None
     params: Mapping[str, ParamValue] = field(default_factory=lambda: dict[str, ParamValue]())
 
+    def __post_init__(self) -> None:
+        check_hub_type(environment=Environment(self.environment), hub_type=HubType(self.hub_type))
+
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "environment": self.environment,
+            # Plain strings: YAML's safe dumper does not represent enum members.
+            "environment": Environment(self.environment).value,
             "database_url": DATABASE_URL,
             "redis_url": REDIS_URL,
             "proxmox_url": self.proxmox_url.rstrip("/"),
@@ -118,7 +127,7 @@ class RuntimeSettings:
             "keep_daily": self.checkpoints.keep_daily,
             "keep_weekly": self.checkpoints.keep_weekly,
             "keep_monthly": self.checkpoints.keep_monthly,
-            "hub_type": self.hub_type,
+            "hub_type": HubType(self.hub_type).value,
             "hub_label": self.hub_label,
             "params": dict(self.params),
         }

@@ -28,6 +28,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from hubcore.contract import (
+    Environment,
+    HubType,
+    check_hub_type,
+    validate_schedule,
+    validate_snapshot_name,
+)
+
 NAMESPACE = "hub"
 SCHEMA_PATH = Path(__file__).with_name("stack-config.schema.json")
 
@@ -39,15 +47,13 @@ MIN_DISK_GB = 50
 # Keys that are read as Pulumi secrets (`pulumi config set --secret ...`) and never enter the model.
 SECRET_KEYS: frozenset[str] = frozenset({"proxmoxApiToken"})
 
-_SNAPSHOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-_RESERVED_SNAPSHOT_NAMES = frozenset({"current", "pending"})
 _SDN_ID = re.compile(r"[a-z][a-z0-9]{0,7}")
 _HUB_NAME = re.compile(r"[a-z][a-z0-9-]{0,20}[a-z0-9]|[a-z]")
-_CRON_FIELD = re.compile(r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*")
 
-Environment = Literal["development", "production"]
-HubType = Literal["production", "development", "client", "project", "geographic"]
-DomainHubType = Literal["client", "project", "geographic"]
+# The rules for values that reach the runtime's settings (schedule, snapshot names, environment and
+# hub type) live in hubcore.contract, shared with the runtime; a stack itself is never experimental.
+StackEnvironment = Literal[Environment.DEVELOPMENT, Environment.PRODUCTION]
+DomainHubType = Literal[HubType.CLIENT, HubType.PROJECT, HubType.GEOGRAPHIC]
 ParamValue = str | int | float | bool
 VmId = Annotated[int, Field(ge=100, le=999_999_999)]
 VlanTag = Annotated[int, Field(ge=1, le=4094)]
@@ -57,27 +63,6 @@ HubName = Annotated[str, Field(pattern=f"^(?:{_HUB_NAME.pattern})$")]
 
 class ConfigError(ValueError):
     """A stack config problem, already phrased as `hub:<key>: <what is wrong>`."""
-
-
-def validate_snapshot_name(name: str) -> str:
-    """PVE's snapshot name rule; shared with the runtime's view of checkpoint names."""
-    if len(name) > 40:
-        raise ValueError("snapshot names are at most 40 characters")
-    if not _SNAPSHOT_NAME.fullmatch(name):
-        raise ValueError("snapshot names match [A-Za-z][A-Za-z0-9_-]*")
-    if name in _RESERVED_SNAPSHOT_NAMES:
-        raise ValueError(f"'{name}' is reserved by Proxmox")
-    return name
-
-
-def validate_schedule(value: str) -> str:
-    """`manual` or a 5-field cron expression (evaluated in UTC by the runtime)."""
-    if value == "manual":
-        return value
-    fields = value.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
-        raise ValueError("must be 'manual' or a 5-field cron expression such as '0 0 * * *'")
-    return value
 
 
 class _Model(BaseModel):
@@ -319,7 +304,7 @@ class DomainHub(Sizing):
 
 
 class StackConfig(_Model):
-    environment: Environment
+    environment: StackEnvironment
     proxmox: ProxmoxEndpoint
     node: Annotated[str, Field(min_length=1)]
     nodes: list[str] | None = Field(default=None, description="SDN zone nodes; defaults to [node]")
@@ -341,17 +326,22 @@ class StackConfig(_Model):
 
     @model_validator(mode="after")
     def _environment_rules(self) -> Self:
-        if self.environment == "production":
+        if self.environment is Environment.PRODUCTION:
             if not self.protect:
                 raise _KeyError("protect", "must be true for production")
             if self.proxmox.insecure:
                 raise _KeyError("proxmox.insecure", "refused for production")
             if self.checkpoints.schedule == "manual":
                 raise _KeyError("checkpoints.schedule", "production needs a schedule, e.g. '0 0 * * *'")
-            if self.hub_type != "production":
+            # Stricter than the runtime's pairing rule, which lets a domain hub run in production:
+            # a production stack's own Hub is THE production Hub.
+            if self.hub_type is not HubType.PRODUCTION:
                 raise _KeyError("hubType", "must be 'production' in the production environment")
-        elif self.hub_type == "production":
-            raise _KeyError("hubType", "'production' is only valid in the production environment")
+        # The rule the runtime applies to the settings file this stack's Hub VM gets.
+        try:
+            check_hub_type(environment=self.environment, hub_type=self.hub_type)
+        except ValueError as exc:
+            raise _KeyError("hubType", str(exc)) from None
         return self
 
     @model_validator(mode="after")
@@ -389,7 +379,7 @@ class StackConfig(_Model):
 
     @property
     def is_production(self) -> bool:
-        return self.environment == "production"
+        return self.environment is Environment.PRODUCTION
 
 
 class _KeyError(ValueError):

@@ -1,18 +1,20 @@
-"""Experimental hubs (full clones of a checkpoint) and domain hubs (client, project, geographic).
+"""Experimental hubs: full clones of a Hub checkpoint, to try a change on a disposable copy.
 
-Both are declared from lists in the stack config: adding an item and running `pulumi up` spawns the
-hub, removing it destroys it. Each gets its own pool and token (scoped to that pool and its own
-vnet), and its own isolated network. An experimental hub sits on that network behind `<zone>-xhub`:
-the task VM policy plus tcp/8006 to `hub:network.proxmoxApi`, because it checkpoints itself.
+Declared as a list in the stack config (`hub:experiments`): adding an item and running `pulumi up`
+spawns the hub, removing it destroys it. Each gets its own pool and token (scoped to that pool and
+its own vnet), and its own isolated network. An experimental hub sits on that network behind
+`<zone>-xhub`: the task VM policy plus tcp/8006 to `hub:network.proxmoxApi`, because it checkpoints
+itself. (Domain hubs, the other kind declared from a list, live in hubinfra.domain_hubs.)
 
 An experimental hub is a `cloned.Vm`: the only resource in pulumi-proxmoxve 8 that clones from a
 snapshot. That resource does not manage cloud-init, and a clone inherits the source's cloud-init
 drive and `cicustom` (the source's user data: its settings file and token). So the clone is always
 created stopped, and `CloneCloudInit` (hubinfra.clone_init) then points it at its own snippets
-(settings with environment `experimental`, its own vmid, token, experiment name and params), gives it
-its own SMBIOS uuid and an address on its isolated network, and only then starts it. The settings
-name that uuid (`vm_uuid`); `hub-identity-check` refuses to start the runtime on any other VM, so a
-clone that somehow boots with inherited settings stays inert. See docs/infrastructure.md.
+(settings with environment `experimental` and hub type `development`, its own vmid, token,
+experiment name and params), gives it its own SMBIOS uuid and an address on its isolated network,
+and only then starts it. The settings name that uuid (`vm_uuid`); `hub-identity-check` refuses to
+start the runtime on any other VM, so a clone that somehow boots with inherited settings stays
+inert. See docs/infrastructure.md.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve import FileLegacySourceRawArgs
 from pulumi_proxmoxve.cloned import VmCloneArgs, VmCpuArgs, VmMemoryArgs, VmNetworkArgs
 
+from hubcore.contract import EXPERIMENT_HUB_TYPE, Environment
 from hubinfra.access import HubAccess
 from hubinfra.clone_init import CloneCloudInit
 from hubinfra.cloudinit import (
@@ -34,8 +37,7 @@ from hubinfra.cloudinit import (
     render_clone_user_data,
     render_meta_data,
 )
-from hubinfra.config import CheckpointPolicy, DomainHub, Experiment, StackConfig
-from hubinfra.hub_vm import HubVm, HubVmSpec
+from hubinfra.config import CheckpointPolicy, Experiment, StackConfig
 from hubinfra.network import HUB_HOST_OFFSET, HubNetwork, IsolatedNet
 
 # Experiments are judged over days; they checkpoint like development hubs: only when asked.
@@ -126,7 +128,7 @@ class ExperimentalHub(pulumi.ComponentResource):
 
         def render(token_value: str) -> str:
             return RuntimeSettings(
-                environment="experimental",
+                environment=Environment.EXPERIMENTAL,
                 proxmox_url=proxmox.endpoint,
                 proxmox_api_token=token_value,
                 proxmox_insecure=proxmox.insecure,
@@ -135,7 +137,8 @@ class ExperimentalHub(pulumi.ComponentResource):
                 vmid=experiment.vm_id,
                 vm_uuid=self.vm_uuid,
                 checkpoints=EXPERIMENT_CHECKPOINTS,
-                hub_type=config.hub_type,
+                # Never the source's type: a clone of the production Hub is not the production Hub.
+                hub_type=EXPERIMENT_HUB_TYPE,
                 hub_label=config.hub_label,
                 experiment=experiment.name,
                 source_vmid=source_vm_id,
@@ -194,66 +197,3 @@ class ExperimentalHub(pulumi.ComponentResource):
         )
         self.vm_id = vm.resource_id
         self.register_outputs({"vm_id": self.vm_id, "settings": self.settings})
-
-
-class DomainSpecificHub(pulumi.ComponentResource):
-    """A client, project or geographic hub: a full Hub VM with its own pool and task network."""
-
-    vm_id: pulumi.Output[int]
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        hub: DomainHub,
-        config: StackConfig,
-        access: HubAccess,
-        network: HubNetwork,
-        deploy_files: dict[str, str],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("hub:experiments:DomainSpecificHub", name, None, opts)
-        net = network.isolated[hub.name]
-        grant = access.grant(
-            f"{name}-access",
-            pool_id=f"{config.pool.id}-{hub.type}-{hub.name}",
-            comment=f"Hub for {hub.type} '{hub.label}'",
-            vnet_paths=[network.vnet_path(net.vnet)],
-            node_paths=[f"/nodes/{config.node}"],
-            parent=self,
-        )
-        spec = HubVmSpec(
-            name=f"{config.hub_vm.name}-{hub.name}",
-            vm_id=hub.vm_id,
-            cores=hub.cores,
-            memory_mib=hub.memory_mib,
-            disk_gb=hub.disk_gb,
-            hub_type=hub.type,
-            hub_label=hub.label,
-            checkpoints=config.checkpoints,
-            params=hub.params,
-            tags=[hub.type, f"{hub.type}-{hub.name}"],
-        )
-        # The domain hub's API faces management like the main Hub; its task VMs use its own vnet.
-        self.hub = HubVm(
-            f"{name}-hub",
-            spec=spec,
-            config=config,
-            pool_id=grant.pool_id,
-            token=grant.token,
-            bridge=network.management_vnet,
-            deploy_files=deploy_files,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        network.vm_firewall(
-            name,
-            vm=self.hub.vm,
-            vm_id=hub.vm_id,
-            node=config.node,
-            group=network.hub_group,
-            outbound="ACCEPT",
-            parent=self,
-        )
-        self.vm_id = self.hub.vm_id
-        self.pool_id = grant.pool_id
-        self.register_outputs({"vm_id": self.vm_id, "pool_id": self.pool_id})

@@ -23,7 +23,8 @@ from hubinfra.config import (
     decode_config_value,
     parse_stack_config,
 )
-from hubinfra.experiments import DomainSpecificHub, ExperimentalHub
+from hubinfra.domain_hubs import DomainSpecificHub
+from hubinfra.experiments import ExperimentalHub
 from hubinfra.hub_vm import HubVm, HubVmSpec
 from hubinfra.network import HubNetwork, isolated_nets
 from hubinfra.quotas import check_quotas

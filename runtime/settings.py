@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -23,18 +21,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from hubcore.contract import DEFAULT_HUB_TYPE, Environment, HubType, check_hub_type, validate_schedule
 from runtime.errors import SettingsError
 
 if TYPE_CHECKING:
     from hubcore.proxmox import ProxmoxAccess
 
 ENV_PREFIX = "HUB_"
-
-
-class Environment(StrEnum):
-    PRODUCTION = "production"
-    DEVELOPMENT = "development"
-    EXPERIMENTAL = "experimental"
 
 
 class Settings(BaseSettings):
@@ -87,7 +80,9 @@ class Settings(BaseSettings):
     health_interval_seconds: float = Field(default=30.0, gt=0)
     worker_threads: int = Field(default=2, ge=1, le=32)
 
-    hub_type: str = "production"
+    # Unset: the environment's own type (see effective_hub_type). Set: it must pair with the
+    # environment by the rule hubinfra applies too (hubcore.contract.check_hub_type).
+    hub_type: HubType | None = None
     hub_label: str | None = None
     experiment: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -95,13 +90,8 @@ class Settings(BaseSettings):
     @field_validator("checkpoint_schedule")
     @classmethod
     def _valid_schedule(cls, value: str | None) -> str | None:
-        if value is None or value == "manual":
-            return value
-        try:
-            CronTrigger.from_crontab(value, timezone="UTC")  # pyright: ignore[reportUnknownMemberType]
-        except ValueError as exc:
-            raise ValueError(f"not a 5-field cron expression or 'manual' ({exc})") from None
-        return value
+        # The rule hubinfra applies to hub:checkpoints.schedule, so what it accepts boots here.
+        return None if value is None else validate_schedule(value)
 
     @field_validator("proxmox_api_token")
     @classmethod
@@ -127,6 +117,19 @@ class Settings(BaseSettings):
         if self.proxmox_ca_bundle is not None and not self.proxmox_ca_bundle.is_file():
             raise ValueError(f"proxmox_ca_bundle: no such file {self.proxmox_ca_bundle}")
         return self
+
+    @model_validator(mode="after")
+    def _hub_type_pairs_with_environment(self) -> Self:
+        if self.hub_type is not None:
+            try:
+                check_hub_type(environment=self.environment, hub_type=self.hub_type)
+            except ValueError as exc:
+                raise ValueError(f"hub_type: {exc}") from None
+        return self
+
+    @property
+    def effective_hub_type(self) -> HubType:
+        return self.hub_type if self.hub_type is not None else DEFAULT_HUB_TYPE[self.environment]
 
     @property
     def effective_schedule(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hubcore.contract import EXPERIMENT_HUB_TYPE, HubType
 from runtime.checkpoints.errors import CheckpointError
 from runtime.checkpoints.preop import pre_operation
 from runtime.errors import SettingsError
@@ -24,6 +25,12 @@ from tests.conftest import HubEnv, hub_snapshots, one_line_error
         ({"HUB_PROXMOX_URL": "http://127.0.0.1:8006"}, "HUB_PROXMOX_URL"),
         ({"HUB_PROXMOX_API_TOKEN": "no-separator"}, "HUB_PROXMOX_API_TOKEN"),
         ({"HUB_CHECKPOINT_SCHEDULE": "every day"}, "HUB_CHECKPOINT_SCHEDULE"),
+        ({"HUB_CHECKPOINT_SCHEDULE": "99 0 * * *"}, "HUB_CHECKPOINT_SCHEDULE"),
+        ({"HUB_CHECKPOINT_SCHEDULE": "0 0 30 2 *"}, "HUB_CHECKPOINT_SCHEDULE"),
+        ({"HUB_HUB_TYPE": "moon"}, "HUB_HUB_TYPE"),
+        ({"HUB_HUB_TYPE": "production"}, "HUB_HUB_TYPE"),
+        ({"HUB_ENVIRONMENT": "production", "HUB_HUB_TYPE": "development"}, "HUB_HUB_TYPE"),
+        ({"HUB_ENVIRONMENT": "experimental", "HUB_HUB_TYPE": "production"}, "HUB_HUB_TYPE"),
         ({"HUB_KEEP_DAILY": "-1"}, "HUB_KEEP_DAILY"),
         ({"HUB_PROXMOX_CA_BUNDLE": "/nonexistent/ca.pem"}, "HUB_PROXMOX_CA_BUNDLE"),
         ({"HUB_ENVIRONMENT": "production", "HUB_PROXMOX_INSECURE": "true"}, "HUB_PROXMOX_INSECURE"),
@@ -109,6 +116,24 @@ def test_config_file_is_read_and_the_environment_wins(
     cfg.write_text("[unclosed\n")
     with pytest.raises(SettingsError, match="HUB_CONFIG_FILE"):
         load_settings()
+
+
+def test_hub_type_follows_the_environment_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(__import__("os").environ):
+        if key.startswith("HUB_"):
+            monkeypatch.delenv(key)
+    assert load_settings().effective_hub_type is HubType.DEVELOPMENT  # it used to say production
+    for environment, hub_type in [
+        ("production", HubType.PRODUCTION),
+        ("development", HubType.DEVELOPMENT),
+        ("experimental", EXPERIMENT_HUB_TYPE),
+    ]:
+        settings = load_settings(environment=environment)
+        assert settings.hub_type is None and settings.effective_hub_type is hub_type
+    client = load_settings(environment="production", hub_type="client")
+    assert client.hub_type is HubType.CLIENT and client.effective_hub_type is HubType.CLIENT
+    with pytest.raises(SettingsError, match=r"^HUB_HUB_TYPE: 'development' cannot run in the production"):
+        load_settings(environment="production", hub_type="development")
 
 
 def test_db_upgrade_is_idempotent(database_url: str, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from hubcore.contract import is_valid_snapshot_name
 from runtime.errors import OperationError
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 PREFIX = "hub-"
 _NAME = re.compile(r"^hub-([0-9a-f]{32})$")
-_PVE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _FIELD = re.compile(r"^hub-(uuid|kind|created|reason|protected): ?(.*)$", re.MULTILINE)
 HEADER = "Hub checkpoint (managed by hubctl; do not edit these lines)"
 
@@ -49,7 +49,8 @@ def remove_hub_snapshot(
 
 
 def valid_pve_snapname(name: str) -> bool:
-    return bool(_PVE_NAME.match(name)) and len(name) <= 40 and name.lower() not in ("current", "pending")
+    """PVE's snapshot-name rule, the one hubinfra applies to an experiment's checkpoint."""
+    return is_valid_snapshot_name(name)
 
 
 def describe(

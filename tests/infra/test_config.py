@@ -63,6 +63,26 @@ CASES: list[tuple[str, str, Edit, str]] = [
     ("dev", "snapshot long", _set("experiments.0.checkpoint", "hub-" + "a" * 40), "at most 40 characters"),
     ("dev", "snapshot reserved", _set("experiments.0.checkpoint", "current"), "'current' is reserved"),
     ("dev", "bad cron", _set("checkpoints", {"schedule": "daily"}), "hub:checkpoints.schedule: must be"),
+    # The runtime's parser refuses these at boot, so `pulumi up` must refuse them first.
+    (
+        "dev",
+        "cron minute 99",
+        _set("checkpoints", {"schedule": "99 0 * * *"}),
+        "hub:checkpoints.schedule: must be",
+    ),
+    ("dev", "cron never fires", _set("checkpoints", {"schedule": "0 0 30 2 *"}), "never fires"),
+    (
+        "dev",
+        "snapshot reserved any case",
+        _set("experiments.0.checkpoint", "Current"),
+        "'Current' is reserved",
+    ),
+    (
+        "dev",
+        "domain hub type production",
+        _set("domainHubs", [{"name": "x", "type": "production", "label": "x", "vmId": 1161}]),
+        "hub:domainHubs[0].type:",
+    ),
     (
         "dev",
         "vlan clash",
@@ -116,7 +136,12 @@ CASES: list[tuple[str, str, Edit, str]] = [
         "hub:network.isolatedPrefix: must be an IPv4 network of /24 or larger",
     ),
     ("dev", "bad environment", _set("environment", "staging"), "hub:environment:"),
-    ("dev", "production hubType in dev", _set("hubType", "production"), "hub:hubType: 'production' is only"),
+    (
+        "dev",
+        "production hubType in dev",
+        _set("hubType", "production"),
+        "hub:hubType: 'production' cannot run in the development environment",
+    ),
     ("prod", "prod unprotected", _set("protect", False), "hub:protect: must be true for production"),
     ("prod", "prod insecure", _set("proxmox.insecure", True), "hub:proxmox.insecure: refused for production"),
     ("prod", "prod manual", _set("checkpoints.schedule", "manual"), "hub:checkpoints.schedule: production"),
@@ -148,6 +173,13 @@ def test_each_config_error_names_its_key(stack: str, case: str, edit: Edit, mess
     text = str(info.value)
     assert message.lower() in text.lower(), text
     assert "\n" not in text, "one line"
+
+
+def test_schedules_the_runtime_runs_are_accepted() -> None:
+    # Names and lists parse in the runtime's scheduler; the old regex refused them.
+    for expr in ("30 2 * * mon-fri", "0 0 29 2 *", "0 */6 * * *"):
+        config = parse_stack_config(_hub_config("prod", _set("checkpoints.schedule", expr)))
+        assert config.checkpoints.schedule == expr
 
 
 def test_committed_stack_files_are_valid() -> None:
