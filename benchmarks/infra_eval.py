@@ -22,7 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.infra.harness import run_program  # noqa: E402
+from tests.hubinfra.harness import run_program  # noqa: E402
 
 SIZES = (0, 10, 50)
 REPEATS = 3

@@ -47,7 +47,7 @@ class FileLocks:
         try:
             lock.acquire(timeout=wait)
         except filelock.Timeout:
-            raise LockBusyError(f"another operation holds {name}; gave up after {wait:.0f}s") from None
+            raise LockBusyError(f"another operation holds the lock {name}; gave up after {wait:.0f}s") from None
         try:
             yield
         finally:
@@ -75,7 +75,7 @@ class RedisLocks:
                 "without the lock"
             ) from None
         if not acquired:
-            raise LockBusyError(f"another operation holds {name}; gave up after {wait:.0f}s")
+            raise LockBusyError(f"another operation holds the lock {name}; gave up after {wait:.0f}s")
         try:
             yield
         finally:

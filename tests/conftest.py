@@ -7,39 +7,14 @@ fakepve is AGPL: it is used here as a fixture only (its pytest plugin serves it 
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runtime.checkpoints.queries import CheckpointQueries
-from runtime.checkpoints.reconcile import Reconciler
-from runtime.checkpoints.service import CheckpointService
-from runtime.settings import Settings, load_settings
-from runtime.wiring import Services
-
-REPO = Path(__file__).resolve().parent.parent
-HUBCTL = [sys.executable, "-m", "runtime"]
-NODE = "pve1"
-HUB_VMID = 100
-TOKEN_ID = "hub@pve!hub"
-
-
-def _need(var: str) -> str:
-    """A server URL from the test command; skipped when run by hand without it, an error in CI."""
-    value = os.environ.get(var)
-    if value:
-        return value
-    if os.environ.get("CI"):
-        pytest.fail(f"{var} is not set: the test command (make test) starts the server and sets it")
-    pytest.skip(f"{var} not set (run the suite with `make test` to get a real server)")
+from tests.support.hubenv import HUB_VMID, NODE, TOKEN_ID, TOKEN_SECRET, HubEnv, make_env, need
 
 
 @pytest.fixture
@@ -56,9 +31,6 @@ def pve(fakepve: Any) -> Any:
     return fakepve
 
 
-TOKEN_SECRET = str(uuid.UUID(int=0x5EC12E7))
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'hub.db'}"
@@ -69,7 +41,7 @@ def postgres_url() -> Iterator[str]:
     """A fresh, empty database on the real PostgreSQL server, dropped afterwards."""
     import psycopg
 
-    base = _need("HUB_TEST_POSTGRES_URL")
+    base = need("HUB_TEST_POSTGRES_URL")
     name = "hub_test_" + secrets.token_hex(6)
     admin = base.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -86,7 +58,7 @@ def redis_url() -> Iterator[str]:
     """A Redis database on the real server, flushed before and after."""
     import redis
 
-    url = _need("HUB_TEST_REDIS_URL")
+    url = need("HUB_TEST_REDIS_URL")
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
@@ -98,88 +70,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hub.db'}"
     return request.getfixturevalue("postgres_url")
-
-
-@dataclass
-class HubEnv:
-    """The HUB_* environment of one Hub under test, usable in-process and by a real hubctl process."""
-
-    values: dict[str, str]
-    tmp: Path
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def env(self, **overrides: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        env.update(self.values)
-        env.update(overrides)
-        env["PYTHONPATH"] = str(REPO)
-        return env
-
-    def settings(self, **overrides: Any) -> Settings:
-        old = {k: os.environ.get(k) for k in self.values}
-        os.environ.update(self.values)
-        try:
-            return load_settings(**overrides)
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-    def services(self, **overrides: Any) -> Services:
-        return Services(self.settings(**overrides))
-
-    def checkpoints(
-        self, progress: Callable[[str], None] = lambda _m: None, **overrides: Any
-    ) -> CheckpointService:
-        return CheckpointService.build(self.services(**overrides), actor="test", progress=progress)
-
-    def reconciler(self, **overrides: Any) -> Reconciler:
-        return Reconciler.build(self.services(**overrides), actor="test")
-
-    def queries(self) -> CheckpointQueries:
-        return CheckpointQueries(self.services().ready_db())
-
-    def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*HUBCTL, *args],
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.tmp,
-        )
-
-    def spawn(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [*HUBCTL, *args],
-            env=self.env(**env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=self.tmp,
-        )
-
-
-def make_env(pve: Any, cafile: str, tmp: Path, database_url: str, **extra: str) -> HubEnv:
-    values = {
-        "HUB_ENVIRONMENT": "development",
-        "HUB_DATABASE_URL": database_url,
-        "HUB_PROXMOX_URL": pve.url,
-        "HUB_PROXMOX_API_TOKEN": f"{TOKEN_ID}={TOKEN_SECRET}",
-        "HUB_PROXMOX_CA_BUNDLE": cafile,
-        "HUB_NODE": NODE,
-        "HUB_VMID": str(HUB_VMID),
-        "HUB_LOCK_DIR": str(tmp / "locks"),
-        # Keep failure tests quick; each test that needs longer budgets says so.
-        "HUB_TRANSIENT_RETRY_SECONDS": "3",
-        "HUB_LOCKED_RETRY_SECONDS": "3",
-        "HUB_TASK_TIMEOUT_SECONDS": "30",
-        "HUB_LOCK_WAIT_SECONDS": "10",
-    }
-    values.update(extra)
-    return HubEnv(values=values, tmp=tmp)
 
 
 @pytest.fixture
@@ -195,14 +85,3 @@ def sqlite_hubenv(pve: Any, fakepve_cafile: str, tmp_path: Path, sqlite_url: str
     env = make_env(pve, fakepve_cafile, tmp_path, sqlite_url)
     env.services().db.upgrade()
     return env
-
-
-def hub_snapshots(pve: Any, vmid: int = HUB_VMID) -> dict[str, dict[str, Any]]:
-    return {name: snap for name, snap in pve.vm(vmid).snapshots.items() if name.startswith("hub-")}
-
-
-def one_line_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line, got: {stderr!r}"
-    assert "Traceback" not in stderr
-    return lines[0]

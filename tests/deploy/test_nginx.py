@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import Edge, Response, Upstream, start_edge
+from tests.deploy.edge import Edge, Response, Upstream, start_edge
 from tests.deploy.nginx_harness import (
     HUB_CONF,
     PRODUCTION_DIRECTIVES,

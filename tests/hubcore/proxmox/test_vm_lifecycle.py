@@ -20,7 +20,7 @@ from hubcore.proxmox import (
     VmRef,
     VmStatus,
 )
-from tests.conftest import HUB_VMID, NODE, TOKEN_SECRET
+from tests.support.hubenv import HUB_VMID, NODE, TOKEN_SECRET
 
 HUB = VmRef(vmid=HUB_VMID, node=NODE)
 OTHER_NODE = "pve2"

@@ -10,7 +10,7 @@ from hubcore.proxmox import ProxmoxError, ProxmoxTaskFailed
 from runtime.api.errors import status_for
 from runtime.checkpoints import naming
 from runtime.checkpoints.errors import CheckpointError, VerificationError
-from tests.conftest import HUB_VMID, HubEnv
+from tests.support.hubenv import HUB_VMID, HubEnv
 
 
 def test_a_snapshot_missing_after_its_task_is_not_a_proxmox_error(sqlite_hubenv: HubEnv, pve: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.conftest import HubEnv, one_line_error
+from tests.support.hubenv import HubEnv, one_line_error
 
 OTHER_VMID = 101
 

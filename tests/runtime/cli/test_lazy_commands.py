@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.hubenv import REPO
 
 HEAVY = ("sqlalchemy", "alembic", "proxmoxer", "redis", "hubinfra", "fastapi", "dramatiq", "apscheduler")
 

@@ -14,7 +14,7 @@ from runtime.db import AuditEntry, Job
 from runtime.errors import UsageError
 from runtime.jobs.queue import JobQueue
 from runtime.jobs.store import JobStore
-from tests.conftest import HubEnv
+from tests.support.hubenv import HubEnv
 
 
 def _jobs_and_audit(env: HubEnv) -> tuple[int, int]:

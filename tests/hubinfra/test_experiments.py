@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 
 from hubinfra.cloudinit import SETTINGS_PATH, hub_vm_uuid, instance_id_for, parse_user_data
-from tests.infra.harness import OPERATOR_SECRETS, TOKEN_SECRET, Run, run_program
+from tests.hubinfra.harness import OPERATOR_SECRETS, TOKEN_SECRET, Run, run_program
 
 CLONE = "proxmoxve:cloned/vm:Vm"
 FILE = "proxmoxve:index/fileLegacy:FileLegacy"

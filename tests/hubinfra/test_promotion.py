@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from hubinfra.promotion import plan_promotion
 from runtime.cli.promote import promote
-from tests.infra.harness import REPO
+from tests.hubinfra.harness import REPO
 
 app = typer.Typer()
 app.command()(promote)

@@ -28,8 +28,8 @@ from hubinfra.config import CheckpointPolicy, Experiment
 from runtime.checkpoints.naming import valid_pve_snapname
 from runtime.errors import SettingsError
 from runtime.settings import Environment, Settings, load_settings
-from tests.conftest import HubEnv, hub_snapshots, one_line_error
-from tests.infra.harness import run_program
+from tests.hubinfra.harness import run_program
+from tests.support.hubenv import HubEnv, hub_snapshots, one_line_error
 
 VM_UUID = "3f0b8a4e-7c1d-4e2a-9b6f-0d1c2e3f4a5b"
 

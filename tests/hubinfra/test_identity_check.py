@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from hubinfra.cloudinit import IDENTITY_CHECK_PATH, REPO_ROOT, parse_user_data
-from tests.infra.harness import Run
+from tests.hubinfra.harness import Run
 
 SCRIPT = REPO_ROOT / "deploy" / "hub-identity-check"
 FILE = "proxmoxve:index/fileLegacy:FileLegacy"

@@ -16,8 +16,8 @@ import requests
 
 from runtime.db import Checkpoint
 from runtime.db.models import new_uuid
-from tests.conftest import hub_snapshots, make_env
-from tests.service_harness import Service, free_port, make_token
+from tests.support.hubenv import hub_snapshots, make_env
+from tests.support.service import Service, free_port, make_token
 
 
 @pytest.fixture(params=["postgres+redis", "sqlite+in-process"])

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.hubenv import REPO
 
 
 def test_lab_once_walks_through_and_cleans_up(tmp_path: Path) -> None:

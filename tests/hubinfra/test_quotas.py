@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hubinfra.stack import EXIT_ERROR_REPORTED
-from tests.infra.harness import run_program
+from tests.hubinfra.harness import run_program
 
 
 def _domain_hubs(count: int) -> Any:

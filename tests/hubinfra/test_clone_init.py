@@ -16,7 +16,7 @@ from hubinfra.clone_init import (
     configure_clone,
     smbios_with_uuid,
 )
-from tests.conftest import TOKEN_ID, TOKEN_SECRET
+from tests.support.hubenv import TOKEN_ID, TOKEN_SECRET
 
 UUID = "2babd623-f266-5d58-b4b3-b8018972154c"
 NODE = "pve1"

@@ -13,7 +13,7 @@ from runtime.checkpoints.errors import CheckpointError
 from runtime.checkpoints.preop import pre_operation
 from runtime.errors import SettingsError
 from runtime.settings import Environment, load_settings
-from tests.conftest import HubEnv, hub_snapshots, one_line_error
+from tests.support.hubenv import HubEnv, hub_snapshots, one_line_error
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_missing_proxmox_setting_is_named(sqlite_hubenv: HubEnv, missing: str) -
     del env[missing]
     import subprocess
 
-    from tests.conftest import HUBCTL
+    from tests.support.hubenv import HUBCTL
 
     result = subprocess.run(
         [*HUBCTL, "checkpoint", "create"],
@@ -137,7 +137,7 @@ def test_hub_type_follows_the_environment_unless_set(monkeypatch: pytest.MonkeyP
 
 
 def test_db_upgrade_is_idempotent(database_url: str, tmp_path: Path) -> None:
-    from tests.conftest import HubEnv as Env
+    from tests.support.hubenv import HubEnv as Env
 
     env = Env(values={"HUB_DATABASE_URL": database_url}, tmp=tmp_path)
     first = json.loads(env.run("db", "upgrade", "--json").stdout)
@@ -147,7 +147,7 @@ def test_db_upgrade_is_idempotent(database_url: str, tmp_path: Path) -> None:
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
-    from tests.conftest import HubEnv as Env
+    from tests.support.hubenv import HubEnv as Env
 
     env = Env(values={"HUB_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}, tmp=tmp_path)
     result = env.run("db", "upgrade")

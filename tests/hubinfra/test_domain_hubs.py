@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hubinfra.domain_hubs import TYPE_TOKEN, DomainSpecificHub
-from tests.infra.harness import run_program
+from tests.hubinfra.harness import run_program
 
 # The token the component was registered with before it left hubinfra.experiments. Stacks already
 # deployed hold URNs with it; a different token would make `pulumi up` replace every domain hub.

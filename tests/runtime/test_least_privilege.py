@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from hubinfra.privileges import HUB_PRIVILEGES, Scope
-from tests.conftest import HUB_VMID, TOKEN_ID, HubEnv, hub_snapshots, one_line_error
+from tests.support.hubenv import HUB_VMID, TOKEN_ID, HubEnv, hub_snapshots, one_line_error
 
 POOL = "hub-dev"
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from runtime.checkpoints import naming
 from runtime.db import AuditEntry, Checkpoint
-from tests.conftest import HUB_VMID, HubEnv, hub_snapshots
+from tests.support.hubenv import HUB_VMID, HubEnv, hub_snapshots
 
 
 def test_create_runs_the_protocol_and_records_everything(hubenv: HubEnv, pve: Any) -> None:

@@ -17,7 +17,7 @@ from hubcore.proxmox import ProxmoxClient, ProxmoxLockedError, ProxmoxTLSError
 from runtime.checkpoints import naming
 from runtime.checkpoints.errors import CheckpointError
 from runtime.db import AuditEntry
-from tests.conftest import HUB_VMID, TOKEN_ID, TOKEN_SECRET, HubEnv, hub_snapshots, one_line_error
+from tests.support.hubenv import HUB_VMID, TOKEN_ID, TOKEN_SECRET, HubEnv, hub_snapshots, one_line_error
 
 SNAP_POST = f"/api2/json/nodes/pve1/qemu/{HUB_VMID}/snapshot"
 

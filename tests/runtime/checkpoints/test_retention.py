@@ -10,7 +10,7 @@ import pytest
 
 from runtime.checkpoints.errors import CheckpointError
 from runtime.checkpoints.retention import Candidate, RetentionPolicy, decide
-from tests.conftest import HubEnv, hub_snapshots
+from tests.support.hubenv import HubEnv, hub_snapshots
 
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)  # a Saturday
 

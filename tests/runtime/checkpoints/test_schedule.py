@@ -12,7 +12,7 @@ import time_machine
 from runtime.checkpoints.records import CheckpointKind
 from runtime.checkpoints.schedule import CheckpointScheduler, catch_up_due, next_fire
 from runtime.settings import Environment
-from tests.conftest import HubEnv
+from tests.support.hubenv import HubEnv
 
 MIDNIGHT = datetime(2026, 11, 29, 0, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ import yaml
 
 from hubinfra.cloudinit import DEPLOY_FILES, REPO_ROOT, SETTINGS_PATH, parse_user_data
 from hubinfra.privileges import FORBIDDEN_PRIVILEGES, all_privileges
-from tests.infra.harness import TOKEN_SECRET, Run, run_program
+from tests.hubinfra.harness import TOKEN_SECRET, Run, run_program
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 FILE = "proxmoxve:index/fileLegacy:FileLegacy"
@@ -243,7 +243,7 @@ def test_experiment_settings_are_experimental_and_secret(dev: Run) -> None:
 
 
 def test_experiments_are_never_protected_even_in_prod() -> None:
-    from tests.infra.harness import run_program
+    from tests.hubinfra.harness import run_program
 
     def add_experiment(config: dict[str, Any]) -> None:
         config["hub:experiments"] = [{"name": "alpha", "checkpoint": "hub-" + "a" * 32, "vmId": 2100}]

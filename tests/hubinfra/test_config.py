@@ -12,7 +12,7 @@ import yaml
 
 from hubinfra.config import SCHEMA_PATH, SECRET_KEYS, ConfigError, parse_stack_config, render_json_schema
 from hubinfra.stack import EXIT_ERROR_REPORTED
-from tests.infra.harness import REPO, run_program, stack_config
+from tests.hubinfra.harness import REPO, run_program, stack_config
 
 Edit = Callable[[dict[str, Any]], None]
 

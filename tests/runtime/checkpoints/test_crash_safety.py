@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from runtime.checkpoints import naming
-from tests.conftest import HubEnv, hub_snapshots
+from tests.support.hubenv import HubEnv, hub_snapshots
 
 
 def kill_at(env: HubEnv, failpoint: str, *args: str, **extra: str) -> None:

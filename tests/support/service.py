@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from tests.conftest import HubEnv
+from tests.support.hubenv import HubEnv
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hubinfra.stack import EXIT_ERROR_REPORTED
-from tests.infra.harness import Run, run_program, stack_config
+from tests.hubinfra.harness import Run, run_program, stack_config
 
 GROUP = "proxmoxve:cluster/firewall/security/groupLegacy:GroupLegacy"
 RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"

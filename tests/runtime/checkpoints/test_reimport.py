@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from runtime.db import AuditEntry
-from tests.conftest import HubEnv, hub_snapshots
+from tests.support.hubenv import HubEnv, hub_snapshots
 
 
 def _sqlite_path(env: HubEnv) -> Path:
@@ -72,7 +72,7 @@ def test_database_restored_from_an_older_copy(
     db: str, pve: Any, fakepve_cafile: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """The whole database put back to an older copy (an empty one here): everything re-imported."""
-    from tests.conftest import make_env
+    from tests.support.hubenv import make_env
 
     url = f"sqlite:///{tmp_path / 'a.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
     env = make_env(pve, fakepve_cafile, tmp_path, url, HUB_KEEP_LAST="10")

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.harness import Run, run_program
+from tests.hubinfra.harness import Run, run_program
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from hubinfra.privileges import (
     all_privileges,
     privileges_for,
 )
-from tests.infra.harness import REPO
+from tests.hubinfra.harness import REPO
 
 
 def test_every_privilege_has_a_reason_and_is_listed_once() -> None:
