@@ -47,7 +47,7 @@ class FileLocks:
         try:
             lock.acquire(timeout=wait)
         except filelock.Timeout:
-            raise LockBusyError(f"another operation holds the lock {name}; gave up after {wait:.0f}s") from None
+            raise LockBusyError(_busy(name, wait)) from None
         try:
             yield
         finally:
@@ -75,7 +75,7 @@ class RedisLocks:
                 "without the lock"
             ) from None
         if not acquired:
-            raise LockBusyError(f"another operation holds the lock {name}; gave up after {wait:.0f}s")
+            raise LockBusyError(_busy(name, wait))
         try:
             yield
         finally:
@@ -136,6 +136,10 @@ def locks_for(settings: Settings) -> FileLocks | RedisLocks:
         ttl = settings.task_timeout_seconds * 2 + settings.locked_retry_seconds + 60
         return RedisLocks(settings.redis_url, ttl=ttl)
     return FileLocks(settings.lock_dir or Path(tempfile.gettempdir()) / "hub-locks")
+
+
+def _busy(name: str, wait: float) -> str:
+    return f"another operation holds the lock {name}; gave up after {wait:.0f}s"
 
 
 def vm_lock_name(vmid: int) -> str:
