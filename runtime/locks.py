@@ -98,7 +98,7 @@ class RedisLocks:
         if not isinstance(raw, bytes):
             return
         value = raw.decode(errors="replace")
-        if _holder_alive(value):
+        if holder_alive(value):
             return
         self._client.eval(_DELETE_IF_EQUAL, 1, key, value)  # pyright: ignore[reportUnknownMemberType]
 
@@ -122,7 +122,7 @@ def holder_token() -> str:
     return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '?'}:{uuid.uuid4().hex}"
 
 
-def _holder_alive(token: str) -> bool:
+def holder_alive(token: str) -> bool:
     """False only when the token names a process on this host that is gone; True when unsure."""
     parts = token.split(":")
     if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1].isdigit() or parts[2] == "?":

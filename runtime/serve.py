@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,17 +23,24 @@ import uvicorn
 
 from runtime import domains
 from runtime.api.app import create_app
+from runtime.audit import scrub
+from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.db import Database
-from runtime.errors import DatabaseError, HubError
+from runtime.errors import DatabaseError, HubError, OperationError
 from runtime.jobs.queue import JobQueue
+from runtime.leases import DbLease
 from runtime.metrics import Metrics
 from runtime.settings import Settings
 from runtime.wiring import Services
 
 log = logging.getLogger("hub.service")
 SHUTDOWN_GRACE_MS = 30_000
+SERVICE_LEASE = "service"
+# Renewed every third of it: a live service keeps it through two missed renewals (a database
+# restart); a dead one frees it within this long.
+LEASE_TTL_SECONDS = 30.0
 
 
 def wait_for_database(db: Database, *, timeout: float, say: Callable[[str], None]) -> None:
@@ -52,46 +60,54 @@ def wait_for_database(db: Database, *, timeout: float, say: Callable[[str], None
 
 
 def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None]) -> int:
+    sock = _listen(host, port)  # a busy port or a bad host is one line and exit 1, before anything else
     services = Services(settings)
     wait_for_database(services.db, timeout=settings.db_wait_seconds, say=say)
     before, after = services.db.upgrade()
-    say(f"database at {after}" + (f" (migrated from {before})" if before != after else ""))
-    hub_vmid = settings.vmid if settings.proxmox_configured else None
-    if hub_vmid is not None:
-        try:
-            report = Reconciler.build(services, actor="service").run()
-            say(f"reconciled VM {report.vm_id}: {len(report.changes)} change(s)")
-        except HubError as exc:  # the API must still come up: health will say what is wrong
-            say(f"reconcile at start failed: {exc}")
-    else:
-        say("Proxmox not configured: serving without checkpoints (health is critical)")
-
-    queue = JobQueue(services, kinds=domains.job_kinds(), worker_threads=settings.worker_threads)
-    interrupted = queue.store.fail_interrupted()
-    if interrupted:
-        say(f"{len(interrupted)} job(s) interrupted by the previous stop marked failed")
-    queue.start_workers()
-    metrics = Metrics()
-    scheduler = (
-        CheckpointScheduler(
-            settings=settings,
-            db=services.db,
-            vmid=hub_vmid,
-            job=lambda: queue.submit(
-                "checkpoint.create", {"kind": "scheduled", "reason": "schedule"}, actor="scheduler"
-            ),
-        )
-        if hub_vmid is not None
-        else None
+    say(
+        f"database at {after}"
+        + (f" (migrated from {before or 'an empty database'})" if before != after else "")
     )
+    lease = DbLease(services.db, SERVICE_LEASE, ttl=LEASE_TTL_SECONDS)
+    lease.acquire()  # a second serve on this database stops here, naming the first
     stop = threading.Event()
-    health_loop = threading.Thread(
-        target=_health_loop, args=(services, metrics, settings, stop), name="health-loop", daemon=True
-    )
+    queue: JobQueue | None = None
+    scheduler: CheckpointScheduler | None = None
+    loops: list[threading.Thread] = []
     try:
-        if scheduler is not None and scheduler.start():
-            say("a scheduled checkpoint was missed while the Hub was down: one catch-up run queued")
-        health_loop.start()
+        hub_vmid = settings.vmid if settings.proxmox_configured else None
+        if hub_vmid is None:
+            say("Proxmox not configured: serving without checkpoints (health is critical)")
+        else:
+            _startup_step("reconcile at start", lambda: _reconcile_once(services, say=say), say)
+        queue = JobQueue(services, kinds=domains.job_kinds(), worker_threads=settings.worker_threads)
+        interrupted = queue.sweep_orphans()
+        if interrupted:
+            say(f"{len(interrupted)} job(s) interrupted by the previous stop marked failed")
+        queue.start_workers()
+        metrics = Metrics()
+        if hub_vmid is not None:
+            scheduler = CheckpointScheduler(
+                settings=settings,
+                db=services.db,
+                vmid=hub_vmid,
+                job=lambda: _submit_scheduled(queue),
+            )
+            if scheduler.start():
+                say("a scheduled checkpoint was missed while the Hub was down: one catch-up run queued")
+        loops = [
+            threading.Thread(
+                target=_health_loop, args=(services, metrics, settings, stop), name="health-loop", daemon=True
+            ),
+            threading.Thread(
+                target=_reconcile_loop,
+                args=(services, queue, settings, stop),
+                name="reconcile-loop",
+                daemon=True,
+            ),
+        ]
+        for loop in loops:
+            loop.start()
         app = create_app(services=services, queue=queue, metrics=metrics)
         say(f"serving on http://{host}:{port} (API under /api/v1, liveness at /healthz)")
         server = uvicorn.Server(
@@ -99,22 +115,110 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
                 app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10
             )
         )
+
+        def lost() -> None:
+            say("the service lease was taken by another process: stopping")
+            server.should_exit = True
+
+        lease.keep_renewed(every=LEASE_TTL_SECONDS / 3, on_lost=lost)
         # uvicorn re-raises the signal it caught once it has shut down, to hand it to the handler that
         # was installed before it. Install ours first, so that re-raise ends up here instead of
         # killing the process before the workers and scheduler are stopped.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _already_handled)
-        server.run()
+        server.run(sockets=[sock])
     finally:
-        say("stopping: scheduler, workers (the running job may finish), health loop")
+        say("stopping: scheduler, workers (the running job may finish), loops")
         stop.set()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
-        queue.stop_workers(timeout_ms=SHUTDOWN_GRACE_MS)
-        if health_loop.is_alive():
-            health_loop.join(timeout=5)
+        if queue is not None:
+            queue.stop_workers(timeout_ms=SHUTDOWN_GRACE_MS)
+        for loop in loops:
+            loop.join(timeout=5)
+        lease.release()
         services.close()
+        sock.close()
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything else, and hand the socket to uvicorn: a port already in use or a host that
+    does not resolve is one clear line (exit 1), not a traceback after the start-up pipeline ran."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OperationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise OperationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _startup_step(name: str, step: Callable[[], None], say: Callable[[str], None]) -> None:
+    """Run one start-up step; whatever goes wrong is said (without secrets) and the service still
+    comes up, with health saying what is wrong, instead of dying into a restart loop."""
+    try:
+        step()
+    except HubError as exc:
+        say(f"{name} failed: {exc}")
+    except Exception as exc:  # unexpected: name it, never with a traceback that could carry a secret
+        say(f"{name} failed unexpectedly: {type(exc).__name__}: {scrub(str(exc))}")
+
+
+def _submit_scheduled(queue: JobQueue) -> None:
+    queue.submit("checkpoint.create", {"kind": "scheduled", "reason": "schedule"}, actor="scheduler")
+
+
+def _reconcile_once(services: Services, *, say: Callable[[str], None] | None = None) -> None:
+    """Reconcile the Hub VM and every VM with a checkpoint left unsettled (each on its own)."""
+    vmids = {services.settings.hub_vmid(), *CheckpointQueries(services.ready_db()).vms_with_unsettled_rows()}
+    reconciler = Reconciler.build(services, actor="service")
+    for vmid in sorted(vmids):
+        try:
+            report = reconciler.run(vmid=vmid)
+        except HubError as exc:
+            log.warning("%s", exc)
+            if say is not None:
+                say(str(exc))
+            continue
+        message = f"reconciled VM {report.vm_id}: {len(report.changes)} change(s)"
+        if report.unsettled:
+            message += f", {len(report.unsettled)} left for the next run"
+        if say is not None:
+            say(message)
+        elif report.changes or report.unsettled:
+            log.info(message)
+
+
+def _reconcile_loop(services: Services, queue: JobQueue, settings: Settings, stop: threading.Event) -> None:
+    """Settle what a killed worker or a lost database left behind, without waiting for a restart:
+    every ``reconcile_interval_seconds``, and soon after a job ends abnormally."""
+    while not stop.is_set():
+        deadline = time.monotonic() + settings.reconcile_interval_seconds
+        while not stop.wait(0.5):
+            if queue.abnormal_end.is_set() or time.monotonic() >= deadline:
+                break
+        if stop.is_set():
+            return
+        queue.abnormal_end.clear()
+        try:
+            orphans = queue.sweep_orphans()
+            if orphans:
+                log.warning("%d job(s) whose worker is gone marked interrupted", len(orphans))
+            if settings.proxmox_configured and settings.vmid is not None:
+                _reconcile_once(services)
+        except HubError as exc:
+            log.warning("periodic reconcile: %s", exc)
+        except Exception:  # the loop must outlive any single failed run
+            log.exception("periodic reconcile failed")
 
 
 def _already_handled(_signum: int, _frame: object) -> None:

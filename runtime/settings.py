@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self, cast
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -20,6 +22,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import (
+    SettingsError as PydanticSettingsError,
+)
 
 from hubcore.contract import DEFAULT_HUB_TYPE, Environment, HubType, check_hub_type, validate_schedule
 from runtime.errors import SettingsError
@@ -28,6 +33,18 @@ if TYPE_CHECKING:
     from hubcore.proxmox import ProxmoxAccess
 
 ENV_PREFIX = "HUB_"
+
+# Durations are finite and at most a week: `inf` or `1e308` would pass a plain float and then turn a
+# bounded wait into a hang (or overflow a deadline computation).
+WEEK = 7 * 24 * 3600.0
+Seconds = Annotated[float, Field(ge=0, le=WEEK, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=WEEK, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=100_000)]
+
+# user@realm!tokenid=secret, as pveum prints it. Strict on purpose: a control character (a `\r` from
+# a CRLF env file) or a space would otherwise pass here and surface later inside an HTTP library's
+# error message, secret included.
+_TOKEN = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]*=[A-Za-z0-9._~+/-]+")
 
 
 class Settings(BaseSettings):
@@ -50,21 +67,21 @@ class Settings(BaseSettings):
     # checkpoints daily at 00:00 UTC, every other environment only on demand.
     checkpoint_schedule: str | None = None
     # Retention, with Proxmox Backup Server's prune semantics (see runtime/checkpoints/retention.py).
-    keep_last: int = Field(default=3, ge=0)
-    keep_hourly: int = Field(default=0, ge=0)
-    keep_daily: int = Field(default=14, ge=0)
-    keep_weekly: int = Field(default=8, ge=0)
-    keep_monthly: int = Field(default=6, ge=0)
+    keep_last: Count = 3
+    keep_hourly: Count = 0
+    keep_daily: Count = 14
+    keep_weekly: Count = 8
+    keep_monthly: Count = 6
 
     # How long a second checkpoint request waits for the VM's checkpoint lock before it is refused.
-    lock_wait_seconds: float = Field(default=30.0, ge=0)
+    lock_wait_seconds: Seconds = 30.0
     # Upper bound on one Proxmox task (snapshot, delete), and on retrying a VM config lock held by
     # another task (a backup can hold it for a long time; we give up and say so).
-    task_timeout_seconds: float = Field(default=600.0, gt=0)
-    locked_retry_seconds: float = Field(default=120.0, ge=0)
-    api_timeout_seconds: float = Field(default=15.0, gt=0)
+    task_timeout_seconds: PositiveSeconds = 600.0
+    locked_retry_seconds: Seconds = 120.0
+    api_timeout_seconds: PositiveSeconds = 15.0
     # Transient faults (connection errors, 5xx) are retried this long before the operation fails.
-    transient_retry_seconds: float = Field(default=30.0, ge=0)
+    transient_retry_seconds: Seconds = 30.0
 
     # Identity: the SMBIOS uuid of the VM this settings file was written for (hubinfra sets it). A
     # snapshot clone inherits the source's file but gets a new uuid, so a mismatch means "these
@@ -76,8 +93,11 @@ class Settings(BaseSettings):
     source_checkpoint: str | None = None
 
     # The service: how long start-up waits for the database, and how often the health loop runs.
-    db_wait_seconds: float = Field(default=60.0, ge=0)
-    health_interval_seconds: float = Field(default=30.0, gt=0)
+    db_wait_seconds: Seconds = 60.0
+    health_interval_seconds: PositiveSeconds = 30.0
+    # How often the service reconciles on its own (and right after a job ends abnormally), so rows a
+    # killed worker left 'creating' are settled without waiting for a restart.
+    reconcile_interval_seconds: PositiveSeconds = 300.0
     worker_threads: int = Field(default=2, ge=1, le=32)
 
     # Unset: the environment's own type (see effective_hub_type). Set: it must pair with the
@@ -96,19 +116,54 @@ class Settings(BaseSettings):
     @field_validator("proxmox_api_token")
     @classmethod
     def _valid_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return value
-        user, sep, secret = value.get_secret_value().partition("=")
-        if not sep or not secret or "!" not in user or "@" not in user.split("!")[0]:
-            raise ValueError("expected user@realm!tokenid=secret")
+        # The message never quotes the value: it is a secret.
+        if value is not None and not _TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "expected user@realm!tokenid=secret (letters, digits and ._- only; no spaces or control "
+                "characters such as a CR from a CRLF file)"
+            )
         return value
 
     @field_validator("proxmox_url")
     @classmethod
     def _valid_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("https://"):
+        if value is None:
+            return value
+        try:
+            url = urlsplit(value)
+            port = url.port
+        except ValueError as exc:
+            raise ValueError(f"not a usable URL ({exc})") from None
+        if url.scheme != "https":
             raise ValueError("must be an https:// URL (the Proxmox API is only served over TLS)")
-        return value.rstrip("/") if value else value
+        if not url.hostname:
+            raise ValueError("names no host (expected https://host:8006)")
+        if url.username is not None or url.password is not None:
+            raise ValueError("must not carry user:password@ (the API token authenticates)")
+        if url.path not in ("", "/") or url.query or url.fragment:
+            raise ValueError("must be the API's base, https://host[:port], with no path or query")
+        if port == 0:
+            raise ValueError("port 0 is not a port")
+        return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            url = urlsplit(value)
+            url.port  # noqa: B018 - parsing the port is the check
+        except ValueError as exc:
+            raise ValueError(f"not a usable URL ({exc})") from None
+        if url.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("expected redis://host:port/db, rediss://... or unix:///path")
+        if url.scheme != "unix" and not url.hostname:
+            raise ValueError("names no host (expected redis://host:6379/0)")
+        db = url.path.strip("/")
+        if url.scheme != "unix" and db and not db.isdigit():
+            raise ValueError("the path must be a database number, e.g. redis://host:6379/0")
+        return value
 
     @model_validator(mode="after")
     def _production_rules(self) -> Self:
@@ -206,11 +261,20 @@ def _read_config_file(path: str | None) -> dict[str, Any]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(env_name("config_file"), f"cannot read {file}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            env_name("config_file"), f"{file} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
     try:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+        # A document nested past any sane depth (or a YAML alias that contains itself) is refused
+        # here, not deep inside validation.
+        _check_depth(data, limit=_MAX_DEPTH)
     except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0]
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise SettingsError(env_name("config_file"), f"{file} is not valid YAML/JSON: {first}") from None
+    except RecursionError:
+        raise SettingsError(env_name("config_file"), f"{file} nests too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -224,10 +288,33 @@ def _read_config_file(path: str | None) -> dict[str, Any]:
     return out
 
 
+_MAX_DEPTH = 32
+
+
+def _check_depth(value: Any, *, limit: int, seen: frozenset[int] = frozenset()) -> None:
+    if limit <= 0 or id(value) in seen:
+        raise ValueError("the document nests too deeply (or refers to itself)")
+    children: list[Any] = []
+    if isinstance(value, dict):
+        children = list(cast(dict[Any, Any], value).values())
+    elif isinstance(value, list):
+        children = cast(list[Any], value)
+    for item in children:
+        _check_depth(item, limit=limit - 1, seen=seen | {id(cast(object, value))})
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings, turning any validation error into one SettingsError naming the setting."""
     try:
         return Settings(**overrides)
+    except PydanticSettingsError as exc:
+        # pydantic-settings' own error for a value it could not even parse (HUB_PARAMS that is not
+        # JSON): name the setting, never echo the value.
+        match = re.search(r'field "(\w+)"', str(exc))
+        field = match.group(1) if match else ""
+        raise SettingsError(env_name(field) if field else "settings", "not valid JSON") from None
+    except RecursionError:
+        raise SettingsError("settings", "a value nests too deeply") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(part) for part in err["loc"]]

@@ -57,6 +57,10 @@ _POLL_LONG_AFTER = 60.0
 _POLL_LONG = 5.0
 
 
+# The task types of qemu-server's snapshot endpoints (``PVE/API2/Qemu.pm``: snapshot, delsnapshot).
+SNAPSHOT_TASK_TYPES = frozenset({"qmsnapshot", "qmdelsnapshot"})
+
+
 @dataclass(frozen=True, slots=True)
 class ProxmoxAccess:
     """How to reach and authenticate to the Proxmox API, and nothing about which VM.
@@ -182,6 +186,17 @@ class ProxmoxClient(VmOperations):
 
         return self._retrying(read)
 
+    def running_snapshot_task(self, node: str, vmid: int) -> str | None:
+        """The UPID of a snapshot or snapshot-delete task still running on the VM, if any.
+
+        How a process that lost the UPID (it died, or the answer never came) finds out whether Proxmox
+        is still working on the VM's snapshots: the node's active tasks for that VM (pve-manager
+        ``PVE/API2/Tasks.pm``, ``source=active``)."""
+        for task in self.node_tasks(node, vmid=vmid, running=True):
+            if task.get("type") in SNAPSHOT_TASK_TYPES and task.get("upid"):
+                return str(task["upid"])
+        return None
+
     def task_status(self, upid: str) -> dict[str, Any]:
         node = upid_node(upid)
         return self._retrying(lambda: self._api.nodes(node).tasks(upid).status.get())
@@ -216,10 +231,13 @@ class ProxmoxClient(VmOperations):
         timeout: float,
         on_started: Callable[[str], None] = lambda _upid: None,
     ) -> TaskResult | None:
-        """Create the snapshot and wait for its task. Returns None when it already existed.
+        """Create the snapshot and wait for its task. Returns None when it already existed, complete.
 
         A task that failed only because another task (a backup, a clone) held the VM's config lock
-        did nothing, so it is asked for again, with back-off, within the lock budget.
+        did nothing, so it is asked for again, with back-off, within the lock budget. When the
+        snapshot turns out to exist already (an earlier request got through although its answer was
+        lost), its task may still be running: that task is found and waited for, so the caller never
+        verifies a snapshot still in ``prepare``.
         """
 
         tries = 0
@@ -231,7 +249,9 @@ class ProxmoxClient(VmOperations):
                 node, vmid, name=name, description=description, check_existing=tries > 1
             )
             if upid is None:
-                return None
+                upid = self.running_snapshot_task(node, vmid)
+                if upid is None:
+                    return None
             on_started(upid)
             return self.wait_task(upid, timeout=timeout)
 

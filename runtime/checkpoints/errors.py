@@ -26,3 +26,13 @@ class CheckpointError(OperationError):
 
 class VerificationError(OperationError):
     """The snapshot's task ended, but the snapshot is not there, or not complete, on Proxmox."""
+
+
+class CheckpointPending(OperationError):
+    """The checkpoint could not be settled now, and nothing is wrong with its snapshot: the task is
+    still running past our bound, or the database went away after Proxmox finished. The row stays
+    ``creating``; reconcile (periodic in the service) completes or fails it from what Proxmox says."""
+
+    def __init__(self, message: str, *, uuid: str) -> None:
+        self.uuid = uuid
+        super().__init__(message)

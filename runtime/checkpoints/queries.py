@@ -53,6 +53,14 @@ class CheckpointQueries:
             ]
         return items, total
 
+    def vms_with_unsettled_rows(self) -> list[int]:
+        """VMs with a checkpoint still 'creating' or 'failed': what a periodic reconcile must visit."""
+        unsettled = (CheckpointStatus.CREATING.value, CheckpointStatus.FAILED.value)
+        with self.db.session() as s:
+            return list(
+                s.scalars(select(Checkpoint.vm_id).where(Checkpoint.status.in_(unsettled)).distinct())
+            )
+
 
 def _filters(*, status: CheckpointStatus | None, vmid: int | None) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []

@@ -1,29 +1,38 @@
 """Make the database and Proxmox agree about a VM's Hub checkpoints.
 
 Proxmox's snapshot list is the truth for what exists; a snapshot's description ties it to its
-checkpoint uuid (see naming.py). Reconcile runs at service start and on demand, under the VM's
-checkpoint lock, and is idempotent: a second run right after the first changes nothing.
+checkpoint uuid (see naming.py). Reconcile runs at service start, periodically in the service, and
+on demand, under the VM's lock, and is idempotent: a second run right after the first changes nothing.
 
 What it repairs, and why each case happens:
 
 - A Hub snapshot with no row: the VM was rolled back to an older checkpoint, whose database
   predates this snapshot (or the database was restored from an older copy). Re-imported as
-  ``completed`` from the description. A partial one (``snapstate`` set) with no row is removed.
-- A ``creating`` row whose snapshot is complete: the process died after Proxmox finished. This is
-  also the checkpoint the VM was restored *from*: its own database captured the row mid-protocol.
-  Resolved to ``completed``.
-- A ``creating`` row whose snapshot is partial or absent, and whose task no longer runs: the process
-  died part-way. Partial snapshot removed, row ``failed``. If the task still runs we leave it alone.
+  ``completed`` from the description. A partial one (``snapstate`` set) with no row is removed,
+  unless a snapshot task still runs on the VM.
+- A ``creating`` or ``failed`` row whose snapshot is complete: the process died (or timed out, or
+  lost the database) after Proxmox finished. This is also the checkpoint the VM was restored
+  *from*: its own database captured the row mid-protocol. A complete snapshot is a completed
+  checkpoint: resolved to ``completed``.
+- A ``creating`` or ``failed`` row whose snapshot is partial or absent: while a snapshot task still
+  runs on the VM (known by the row's UPID, or, when the process died before storing it, by the
+  node's active tasks for the VM) it is left alone and reported in progress; otherwise the process
+  died part-way: the partial snapshot is removed and the row is ``failed``.
 - A ``completed`` row whose snapshot is gone (removed by hand, or a delete died before updating the
   row): ``deleted``. One left half-deleted (``snapstate: delete``) is deleted properly first.
-- A ``failed`` row whose snapshot exists: the failure's clean-up did not get through. Removed.
+- A ``deleted`` row whose snapshot exists: the delete's task did not finish. Removed.
 
-Nothing foreign (any snapshot ``naming.owned`` does not claim) is ever touched, and every change is
-audited with the reason.
+Each row is settled on its own: a row that cannot be settled now (the VM locked by a backup, the
+database gone for a moment) is reported with the reason and left for the next run, and the rest go
+on. Only when nothing can be done (Proxmox unreachable, the VM unknown) does the run fail; either
+way the run is audited. Nothing foreign (any snapshot ``naming.owned`` does not claim) is ever
+touched, and every change is audited with the reason.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,10 +44,15 @@ from runtime import audit
 from runtime.checkpoints import naming
 from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus
 from runtime.db import Checkpoint, Database
+from runtime.errors import HubError, OperationError
 from runtime.locks import VmLocks, vm_lock_name
 from runtime.settings import Settings
 from runtime.vms import VmLocator
 from runtime.wiring import Services
+
+# A lock a snapshot task holds on the VM while it runs (qemu-server PVE/QemuConfig.pm via
+# pve-guest-common AbstractConfig::snapshot_create / snapshot_delete).
+_SNAPSHOT_LOCKS = frozenset({"snapshot", "snapshot-delete"})
 
 
 @dataclass
@@ -47,9 +61,13 @@ class ReconcileReport:
     changes: list[dict[str, Any]] = field(default_factory=lambda: list[dict[str, Any]]())
     foreign: int = 0
     in_progress: list[str] = field(default_factory=lambda: list[str]())
+    unsettled: list[dict[str, str]] = field(default_factory=lambda: list[dict[str, str]]())
 
     def add(self, uuid: str, action: str, why: str) -> None:
         self.changes.append({"uuid": uuid, "action": action, "why": why})
+
+    def left(self, uuid: str, why: str) -> None:
+        self.unsettled.append({"uuid": uuid, "why": why})
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -57,7 +75,12 @@ class ReconcileReport:
             "changes": self.changes,
             "foreign_snapshots_ignored": self.foreign,
             "in_progress": self.in_progress,
+            "unsettled": self.unsettled,
         }
+
+
+class ReconcileFailed(OperationError):
+    """Nothing could be reconciled for the VM (Proxmox unreachable, the VM unknown, the lock busy)."""
 
 
 class Reconciler:
@@ -90,14 +113,24 @@ class Reconciler:
         )
 
     def run(self, *, vmid: int | None = None) -> ReconcileReport:
+        """Reconcile one VM (default: the Hub's). Raises ReconcileFailed, audited, when nothing could
+        be done; otherwise returns the report, whose ``unsettled`` lists what is left for later."""
         vmid = vmid if vmid is not None else self.settings.hub_vmid()
-        with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
-            return self._run_locked(self.vms.locate(vmid))
+        try:
+            with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
+                vm = self.vms.locate(vmid)
+                snapshots = self.proxmox.list_snapshots(vm.node, vm.vmid)
+                report = self._settle_all(vm, snapshots)
+        except HubError as exc:
+            self._audit_run(vmid, outcome="failed", details={"error": str(exc)})
+            raise ReconcileFailed(f"reconcile of VM {vmid}: nothing could be settled: {exc}") from exc
+        self._audit_run(
+            vmid, outcome="partial" if report.unsettled else "completed", details=report.to_public()
+        )
+        return report
 
-    def _run_locked(self, vm: VmRef) -> ReconcileReport:
-        vmid, node = vm.vmid, vm.node
-        report = ReconcileReport(vm_id=vmid)
-        snapshots = self.proxmox.list_snapshots(node, vmid)
+    def _settle_all(self, vm: VmRef, snapshots: list[Snapshot]) -> ReconcileReport:
+        report = ReconcileReport(vm_id=vm.vmid)
         ours: dict[str, tuple[Snapshot, naming.Ownership]] = {}
         for snap in snapshots:
             claim = naming.owned(snap.name, snap.description)
@@ -108,35 +141,37 @@ class Reconciler:
         with self.db.session() as s:
             rows = {
                 row.uuid: CheckpointRecord.of(row)
-                for row in s.scalars(select(Checkpoint).where(Checkpoint.vm_id == vmid))
+                for row in s.scalars(select(Checkpoint).where(Checkpoint.vm_id == vm.vmid))
             }
-
+        busy = _VmActivity(self.proxmox, vm)
         for uuid, (snap, claim) in ours.items():
             row = rows.get(uuid)
-            if row is None:
-                self._adopt_or_remove(vm=vm, snap=snap, claim=claim, report=report)
-            else:
-                self._settle_row(row=row, vm=vm, snap=snap, report=report)
+            with _one_row(uuid, report):
+                if row is None:
+                    self._adopt_or_remove(vm=vm, snap=snap, claim=claim, busy=busy, report=report)
+                else:
+                    self._settle_row(row=row, vm=vm, snap=snap, busy=busy, report=report)
         for uuid, row in rows.items():
             if uuid not in ours:
-                self._settle_missing(row=row, report=report)
-        with self.db.session() as s:
-            audit.record(
-                s,
-                actor=self.actor,
-                action="reconcile",
-                target=f"vm/{vmid}",
-                outcome="completed",
-                details=report.to_public(),
-            )
+                with _one_row(uuid, report):
+                    self._settle_missing(row=row, busy=busy, report=report)
         return report
 
     # ------------------------------------------------------------------ cases
 
     def _adopt_or_remove(
-        self, *, vm: VmRef, snap: Snapshot, claim: naming.Ownership, report: ReconcileReport
+        self,
+        *,
+        vm: VmRef,
+        snap: Snapshot,
+        claim: naming.Ownership,
+        busy: _VmActivity,
+        report: ReconcileReport,
     ) -> None:
         if not snap.complete:
+            if busy.snapshot_task_running():
+                report.in_progress.append(claim.uuid)
+                return
             self._remove(vm, snap.name, force=True)
             self._audit(
                 claim.uuid,
@@ -144,7 +179,7 @@ class Reconciler:
                 {
                     "snapname": snap.name,
                     "snapstate": snap.snapstate,
-                    "why": "partial Hub snapshot with no checkpoint row",
+                    "why": "partial Hub snapshot with no checkpoint row, and no snapshot task running",
                 },
             )
             report.add(claim.uuid, "removed partial snapshot", "no row, snapshot incomplete")
@@ -185,32 +220,47 @@ class Reconciler:
         report.add(claim.uuid, "imported", "Hub snapshot on Proxmox had no row")
 
     def _settle_row(
-        self, *, row: CheckpointRecord, vm: VmRef, snap: Snapshot, report: ReconcileReport
+        self, *, row: CheckpointRecord, vm: VmRef, snap: Snapshot, busy: _VmActivity, report: ReconcileReport
     ) -> None:
         status = row.status
-        if status is CheckpointStatus.CREATING:
+        if status in (CheckpointStatus.CREATING, CheckpointStatus.FAILED):
             if snap.complete:
                 self._set_status(
                     row,
                     CheckpointStatus.COMPLETED,
                     error=None,
-                    why="snapshot is complete on Proxmox (process died after the task, or "
-                    "this VM was restored from this checkpoint)",
+                    why=f"{status} row, but its snapshot is complete on Proxmox (the process died, timed "
+                    "out or lost the database after the task, or this VM was restored from it)",
                 )
-                report.add(row.uuid, "completed", "creating row, snapshot complete")
-            elif self._task_running(row):
+                report.add(row.uuid, "completed", f"{status} row, snapshot complete")
+            elif self._task_running(row, busy):
                 report.in_progress.append(row.uuid)
             else:
                 self._remove(vm, snap.name, force=True)
-                self._set_status(
-                    row,
-                    CheckpointStatus.FAILED,
-                    error="interrupted: partial snapshot removed",
-                    why="creating row, snapshot left incomplete by a dead process",
+                if status is CheckpointStatus.CREATING:
+                    self._set_status(
+                        row,
+                        CheckpointStatus.FAILED,
+                        error="interrupted: partial snapshot removed",
+                        why="creating row, snapshot left incomplete, and no snapshot task running",
+                    )
+                else:
+                    self._audit(
+                        row.uuid,
+                        "reconcile.remove_leftover",
+                        {
+                            "snapname": snap.name,
+                            "status": status.value,
+                            "why": "failed row, partial snapshot",
+                        },
+                    )
+                report.add(
+                    row.uuid,
+                    "failed" if status is CheckpointStatus.CREATING else "removed leftover snapshot",
+                    "partial snapshot removed",
                 )
-                report.add(row.uuid, "failed", "partial snapshot removed")
         elif status is CheckpointStatus.COMPLETED and not snap.complete:
-            if self._task_running(row):
+            if self._task_running(row, busy):
                 report.in_progress.append(row.uuid)
                 return
             self._remove(vm, snap.name, force=True)
@@ -221,7 +271,10 @@ class Reconciler:
                 why=f"snapshot half-{snap.snapstate}d on Proxmox; finished the removal",
             )
             report.add(row.uuid, "deleted", f"snapstate {snap.snapstate}")
-        elif status in (CheckpointStatus.FAILED, CheckpointStatus.DELETED):
+        elif status is CheckpointStatus.DELETED:
+            if busy.snapshot_task_running():
+                report.in_progress.append(row.uuid)
+                return
             self._remove(vm, snap.name, force=True)
             self._audit(
                 row.uuid,
@@ -229,22 +282,22 @@ class Reconciler:
                 {
                     "snapname": snap.name,
                     "status": status.value,
-                    "why": f"row is {status} but its snapshot still exists",
+                    "why": "row is deleted but its snapshot exists",
                 },
             )
             report.add(row.uuid, "removed leftover snapshot", f"row {status}")
 
-    def _settle_missing(self, *, row: CheckpointRecord, report: ReconcileReport) -> None:
+    def _settle_missing(self, *, row: CheckpointRecord, busy: _VmActivity, report: ReconcileReport) -> None:
         status = row.status
         if status is CheckpointStatus.CREATING:
-            if self._task_running(row):
+            if self._task_running(row, busy):
                 report.in_progress.append(row.uuid)
                 return
             self._set_status(
                 row,
                 CheckpointStatus.FAILED,
                 error="interrupted: no snapshot was made",
-                why="creating row without a snapshot, and no task running",
+                why="creating row without a snapshot, and no snapshot task running",
             )
             report.add(row.uuid, "failed", "no snapshot on Proxmox")
         elif status is CheckpointStatus.COMPLETED:
@@ -255,13 +308,16 @@ class Reconciler:
 
     # ---------------------------------------------------------------- helpers
 
-    def _task_running(self, row: CheckpointRecord) -> bool:
-        if not row.upid:
-            return False
-        try:
-            return self.proxmox.task_status(row.upid).get("status") == "running"
-        except ProxmoxError:
-            return False  # the task is unknown (node rebooted, log rotated): it is not running
+    def _task_running(self, row: CheckpointRecord, busy: _VmActivity) -> bool:
+        """Is Proxmox still working on this row's snapshot? By its UPID when the row has one; else (the
+        process died between the request and storing the UPID) by any snapshot task on the VM."""
+        if row.upid:
+            try:
+                if self.proxmox.task_status(row.upid).get("status") == "running":
+                    return True
+            except ProxmoxError:
+                pass  # the task is unknown (node rebooted, log rotated): ask the VM instead
+        return busy.snapshot_task_running()
 
     def _remove(self, vm: VmRef, name: str, *, force: bool) -> None:
         naming.remove_hub_snapshot(
@@ -284,8 +340,8 @@ class Reconciler:
             cp.error = error
             if status is CheckpointStatus.DELETED:
                 cp.deleted_at = now
-            elif cp.completed_at is None:
-                cp.completed_at = now
+            elif cp.completed_at is None or status is CheckpointStatus.COMPLETED:
+                cp.completed_at = cp.completed_at or now
             audit.record(
                 s,
                 actor=self.actor,
@@ -301,6 +357,49 @@ class Reconciler:
             audit.record(
                 s, actor=self.actor, action=action, target=uuid, outcome="completed", details=details
             )
+
+    def _audit_run(self, vmid: int, *, outcome: str, details: dict[str, Any]) -> None:
+        try:
+            with self.db.session() as s:
+                audit.record(
+                    s,
+                    actor=self.actor,
+                    action="reconcile",
+                    target=f"vm/{vmid}",
+                    outcome=outcome,
+                    details=details,
+                )
+        except HubError:
+            pass  # the database is what failed: the caller reports the run's outcome itself
+
+
+class _VmActivity:
+    """Whether a snapshot task runs on the VM, asked once per reconcile run (and only if needed)."""
+
+    def __init__(self, proxmox: ProxmoxClient, vm: VmRef) -> None:
+        self.proxmox = proxmox
+        self.vm = vm
+        self._running: bool | None = None
+
+    def snapshot_task_running(self) -> bool:
+        if self._running is None:
+            self._running = self._ask()
+        return self._running
+
+    def _ask(self) -> bool:
+        # The VM's config lock is visible with VM.Audit alone; the node's task list names the task.
+        if self.proxmox.vm_status(self.vm).lock in _SNAPSHOT_LOCKS:
+            return True
+        return self.proxmox.running_snapshot_task(self.vm.node, self.vm.vmid) is not None
+
+
+@contextmanager
+def _one_row(uuid: str, report: ReconcileReport) -> Generator[None, None, None]:
+    """One row's trouble is that row's: reported, left for the next run, and the rest go on."""
+    try:
+        yield
+    except HubError as exc:
+        report.left(uuid, str(exc))
 
 
 def _from_epoch(value: int | None) -> datetime | None:

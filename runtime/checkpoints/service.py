@@ -25,16 +25,17 @@ from typing import Any
 
 from sqlalchemy import select
 
-from hubcore.proxmox import ProxmoxClient, ProxmoxError, Snapshot, VmRef
+from hubcore.proxmox import ProxmoxClient, ProxmoxError, ProxmoxTaskTimeout, Snapshot, VmRef
 from runtime import audit, failpoints
 from runtime.checkpoints import naming
-from runtime.checkpoints.errors import CheckpointError, VerificationError
+from runtime.checkpoints.errors import CheckpointError, CheckpointPending, VerificationError
 from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus
 from runtime.checkpoints.retention import Candidate, Decision, RetentionPolicy, decide
 from runtime.db import Checkpoint, Database
 from runtime.db.models import new_uuid
-from runtime.errors import OperationError, UsageError
+from runtime.db.retry import retry_write
+from runtime.errors import DatabaseError, OperationError, UsageError
 from runtime.locks import VmLocks, vm_lock_name
 from runtime.settings import Settings
 from runtime.vms import VmLocator
@@ -105,12 +106,28 @@ class CheckpointService:
             try:
                 record = self._snapshot(record)
                 self._verify(record)
+            except ProxmoxTaskTimeout as exc:
+                # Slow is not failed: the task may still complete, and then so does the checkpoint.
+                self._audit_pending(record, f"snapshot task still running after our bound ({exc})")
+                raise CheckpointPending(
+                    f"checkpoint {record.uuid}: the snapshot task is still running after "
+                    f"{self.settings.task_timeout_seconds:.0f}s; the checkpoint stays 'creating' and "
+                    "reconcile completes it when the task ends",
+                    uuid=record.uuid,
+                ) from exc
             except (ProxmoxError, VerificationError) as exc:
                 self._fail(record, exc)
                 raise CheckpointError(
                     f"checkpoint {record.uuid} failed: {exc}", checkpoint=self.show(record.uuid)
                 ) from exc
-            done = self._complete(record)
+            try:
+                done = retry_write(lambda: self._complete(record))
+            except DatabaseError as exc:
+                raise CheckpointPending(
+                    f"checkpoint {record.uuid}: the snapshot is complete on Proxmox but the database "
+                    f"is unavailable ({exc}); the checkpoint stays 'creating' and reconcile completes it",
+                    uuid=record.uuid,
+                ) from exc
             failpoints.reached("checkpoint.completed")
             if prune:
                 self._prune_locked(vmid)
@@ -212,25 +229,42 @@ class CheckpointService:
         except ProxmoxError as cleanup_exc:
             # Leave the row failed; reconcile removes the leftover once Proxmox answers again.
             cleanup = f"partial snapshot not removed yet ({cleanup_exc}); reconcile will retry"
+
+        def write() -> None:
+            with self.db.session() as s:
+                row = s.get_one(Checkpoint, record.uuid)
+                row.status = CheckpointStatus.FAILED.value
+                row.error = str(exc)
+                row.completed_at = self.clock()
+                audit.record(
+                    s,
+                    actor=self.actor,
+                    action="checkpoint.create",
+                    target=row.uuid,
+                    outcome="failed",
+                    details={
+                        "vm_id": row.vm_id,
+                        "error": str(exc),
+                        "cleanup": cleanup,
+                        "error_type": type(exc).__name__,
+                    },
+                )
+
+        # Unwritten, the row stays 'creating' and reconcile settles it from Proxmox: nothing is lost.
+        retry_write(write)
+        self.progress(f"checkpoint {record.uuid} failed: {exc} ({cleanup})")
+
+    def _audit_pending(self, record: CheckpointRecord, why: str) -> None:
         with self.db.session() as s:
-            row = s.get_one(Checkpoint, record.uuid)
-            row.status = CheckpointStatus.FAILED.value
-            row.error = str(exc)
-            row.completed_at = self.clock()
             audit.record(
                 s,
                 actor=self.actor,
                 action="checkpoint.create",
-                target=row.uuid,
-                outcome="failed",
-                details={
-                    "vm_id": row.vm_id,
-                    "error": str(exc),
-                    "cleanup": cleanup,
-                    "error_type": type(exc).__name__,
-                },
+                target=record.uuid,
+                outcome="pending",
+                details={"vm_id": record.vm_id, "upid": record.upid, "why": why},
             )
-        self.progress(f"checkpoint {record.uuid} failed: {exc} ({cleanup})")
+        self.progress(f"checkpoint {record.uuid} left 'creating' for reconcile: {why}")
 
     # ------------------------------------------------------------- protection
 

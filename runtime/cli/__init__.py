@@ -52,6 +52,7 @@ def reconcile(vmid: VmidOption = None, json_output: JsonOption = False) -> None:
     lines += [f"  {c['uuid']}: {c['action']} ({c['why']})" for c in report["changes"]]
     if report["in_progress"]:
         lines.append(f"  still in progress on Proxmox: {', '.join(report['in_progress'])}")
+    lines += [f"  left for the next run: {u['uuid']}: {u['why']}" for u in report["unsettled"]]
     lines.append(f"  foreign snapshots left alone: {report['foreign_snapshots_ignored']}")
     output.emit(report, "\n".join(lines))
 

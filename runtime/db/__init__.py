@@ -7,6 +7,7 @@ from runtime.db.models import (
     Checkpoint,
     Job,
     JobState,
+    Lease,
 )
 from runtime.db.session import Database
 
@@ -18,4 +19,5 @@ __all__ = [
     "Database",
     "Job",
     "JobState",
+    "Lease",
 ]

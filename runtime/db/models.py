@@ -155,6 +155,17 @@ class ApiToken(Base):
         }
 
 
+class Lease(Base):
+    """A role held by one process at a time (runtime/leases.py); it lapses when not renewed."""
+
+    __tablename__ = "hub_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256), nullable=False)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 def new_uuid() -> str:
     return str(uuidlib.uuid4())
 

@@ -13,14 +13,17 @@ is built with the collected ``JobKinds``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from runtime.errors import HubError
+from runtime.db.retry import retry_write
+from runtime.errors import DatabaseError, HubError
 from runtime.jobs.registry import JobContext, JobKinds
 from runtime.jobs.store import JobStore
 from runtime.wiring import Services
@@ -52,6 +55,12 @@ class JobQueue:
         )
         self.worker_threads = worker_threads
         self._worker: dramatiq.Worker | None = None
+        # Jobs this process is running (added before the claim, so a sweep never sees one of ours
+        # running in the database without it here).
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
+        # Set when a job ends abnormally, so the service's reconcile loop runs soon, not at its tick.
+        self.abnormal_end = threading.Event()
 
     # ---------------------------------------------------------------- submit
 
@@ -85,26 +94,51 @@ class JobQueue:
 
     # ------------------------------------------------------------------- run
 
+    def running_ids(self) -> frozenset[str]:
+        with self._running_lock:
+            return frozenset(self._running)
+
+    def sweep_orphans(self) -> list[str]:
+        """Fail the jobs marked running whose worker is gone (not this process: the service lease
+        makes this the only worker process)."""
+        return self.store.fail_interrupted(keep=self.running_ids())
+
     def _run(self, job_id: str) -> None:
+        with self._running_lock:
+            self._running.add(job_id)
+        try:
+            self._run_claimed(job_id)
+        finally:
+            with self._running_lock:
+                self._running.discard(job_id)
+
+    def _run_claimed(self, job_id: str) -> None:
         job = self.store.claim(job_id)
         if job is None:
             return  # already run (duplicate delivery) or finished
 
         def progress(message: str) -> None:
-            self.store.progress(job_id, message)
+            # A progress line is not worth failing the operation for.
+            with contextlib.suppress(DatabaseError):
+                self.store.progress(job_id, message)
 
         context = JobContext(services=self.services, actor=job["actor"], progress=progress)
+        outcome: dict[str, Any]
         try:
-            result = self.kinds.get(job["kind"]).run(context, job["params"])
+            outcome = {"result": self.kinds.get(job["kind"]).run(context, job["params"])}
         except HubError as exc:
-            self.store.finish(job_id, error=str(exc))
-            return
+            outcome = {"error": str(exc)}
+            self.abnormal_end.set()
         except Exception as exc:  # a bug: keep the traceback in the log, the message in the job
             log.exception("job %s (%s) crashed", job_id, job["kind"])
-            self.store.finish(
-                job_id,
-                error=f"internal error: {type(exc).__name__}: {exc}",
-                audit_details={"error": f"internal error: {type(exc).__name__}"},
-            )
-            return
-        self.store.finish(job_id, result=result)
+            outcome = {
+                "error": f"internal error: {type(exc).__name__}: {exc}",
+                "audit_details": {"error": f"internal error: {type(exc).__name__}"},
+            }
+            self.abnormal_end.set()
+        try:
+            retry_write(lambda: self.store.finish(job_id, **outcome))
+        except DatabaseError as exc:
+            # Still running in the database; the service's sweep settles it once the database is back.
+            log.error("job %s (%s): its outcome could not be written: %s", job_id, job["kind"], exc)
+            self.abnormal_end.set()

@@ -119,21 +119,42 @@ class JobStore:
                 s.scalars(select(Job.id).where(Job.state == JobState.QUEUED.value).order_by(Job.created_at))
             )
 
-    def fail_interrupted(self) -> list[str]:
-        """Jobs left 'running' by a process that died: failed, with the reason. Their side effects
-        on Proxmox are settled by reconcile, which the service runs at start before this."""
+    def fail_interrupted(self, *, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Jobs left 'running' by a worker that is gone, except those in ``keep`` (this process's own
+        running jobs): failed, with what is true about them, and audited. Their effects on Proxmox
+        are settled by reconcile. The update is conditional, so a job that finished meanwhile keeps
+        its outcome."""
         with self.db.session() as s:
-            rows = list(s.scalars(select(Job).where(Job.state == JobState.RUNNING.value)))
-            for job in rows:
-                job.state = JobState.FAILED.value
-                job.error = "interrupted: the process running it stopped; reconcile settled its effects"
-                job.finished_at = datetime.now(UTC)
+            candidates = [
+                job_id
+                for job_id in s.scalars(select(Job.id).where(Job.state == JobState.RUNNING.value))
+                if job_id not in keep
+            ]
+        done: list[str] = []
+        for job_id in candidates:
+            with self.db.session() as s:
+                changed = cast(
+                    CursorResult[Any],
+                    s.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.state == JobState.RUNNING.value)
+                        .values(state=JobState.FAILED.value, error=INTERRUPTED, finished_at=datetime.now(UTC))
+                    ),
+                )
+                if not changed.rowcount:
+                    continue
+                job = s.get_one(Job, job_id)
                 audit.record(
                     s,
                     actor="service",
                     action=f"job.{job.kind}",
                     target=job.id,
                     outcome="failed",
-                    details={"error": job.error},
+                    details={"error": INTERRUPTED},
                 )
-            return [j.id for j in rows]
+                done.append(job_id)
+        return done
+
+
+# What is true of a job whose worker went away: Proxmox may have done its part; reconcile decides.
+INTERRUPTED = "interrupted: the process running it stopped; its checkpoint (if any) is left to reconcile"
