@@ -8,6 +8,7 @@ here, and both sides call it:
 - the checkpoint schedule: `manual`, or a 5-field cron expression as the runtime's scheduler
   (APScheduler's `CronTrigger.from_crontab`, in UTC) parses it, and one that fires at all;
 - a Proxmox snapshot name (an experiment's `checkpoint`, the Hub's own `hub-<hex>` names);
+- an SDN zone or vnet id (the stack's vnets become the runtime's `task_networks`);
 - the environment and the hub type, and which pairs of them a Hub may run with.
 
 Rules raise ``ValueError`` with a message that does not name the key: each side names it in its own
@@ -130,3 +131,23 @@ def validate_snapshot_name(name: str) -> str:
 
 def is_valid_snapshot_name(name: str) -> bool:
     return snapshot_name_problem(name) is None
+
+
+# PVE's `pve-sdn-zone-id` and `pve-sdn-vnet-id` (pve-network src/PVE/Network/SDN/Zones/Plugin.pm and
+# src/PVE/Network/SDN/VnetPlugin.pm): pattern [a-zA-Z][a-zA-Z0-9]*[a-zA-Z0-9], 2 to 8 characters.
+# Lowercase only here: the ids also name firewall ipsets and security groups, and one spelling per id
+# keeps `hubdev` and `HubDev` from being two zones to PVE but one to a reader.
+SDN_ID_MIN = 2
+SDN_ID_MAX = 8
+SDN_ID_PATTERN = r"^[a-z][a-z0-9]{1,7}$"
+_SDN_ID = re.compile(SDN_ID_PATTERN)
+
+
+def validate_sdn_id(value: str) -> str:
+    """PVE's rule for SDN zone and vnet ids (2-8 characters), lowercase: raises ValueError."""
+    if not _SDN_ID.fullmatch(value):
+        raise ValueError(
+            f"SDN ids are {SDN_ID_MIN}-{SDN_ID_MAX} characters, a lowercase letter then lowercase "
+            f"letters or digits (PVE pve-sdn-zone-id / pve-sdn-vnet-id); got {value!r}"
+        )
+    return value

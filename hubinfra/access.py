@@ -1,8 +1,14 @@
 """HubAccess: the Hub's least-privilege identity on Proxmox VE.
 
-One role per scope (pool, SDN vnet, node) built from `hubinfra.privileges`, one `hub@pve` user, and
-per hub a pool with a privilege-separated API token whose rights are the intersection of the user's
-ACLs and its own. Every ACL names a pool, an SDN vnet or a node: nothing is granted on `/`.
+One role per scope that has privileges (pool, SDN vnet) built from `hubinfra.privileges`, and per hub
+its OWN user, a pool and a privilege-separated API token whose rights are the intersection of that
+user's ACLs and its own. Every ACL names a pool or an SDN vnet: nothing is granted on `/` or on a
+node.
+
+One user per hub, not one user with a token per hub: an ACL is keyed by (path, user or token, role),
+so with a shared user two hubs that need the same ACL would both declare it, and removing one hub
+(an experiment) would delete the other's (the production Hub's). With a user per hub every ACL has
+exactly one owner, and a token leaked from an experiment's disk is never the production user's.
 """
 
 from __future__ import annotations
@@ -29,17 +35,24 @@ class PoolGrant(pulumi.ComponentResource):
         *,
         pool_id: str,
         comment: str,
-        user: proxmoxve.UserLegacy,
         user_id: str,
         roles: dict[Scope, proxmoxve.RoleLegacy],
         datastore: str,
         vnet_paths: Sequence[str],
-        node_paths: Sequence[str],
         protect: bool,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("hub:access:PoolGrant", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, protect=protect)
+        user = proxmoxve.UserLegacy(
+            f"{name}-user",
+            user_id=user_id,
+            comment=f"Hub runtime for pool {pool_id} (managed by Pulumi); acts only through its "
+            "privilege-separated token",
+            enabled=True,
+            opts=child,
+        )
+        self.user = user
         pool = proxmoxve.PoolLegacy(f"{name}-pool", pool_id=pool_id, comment=comment, opts=child)
         # The datastore as a pool member: the pool ACL then covers Datastore.AllocateSpace/Audit
         # without an ACL on /storage.
@@ -61,7 +74,6 @@ class PoolGrant(pulumi.ComponentResource):
         full_token_id = f"{user_id}!{token_name}"
         grants: list[tuple[str, Scope]] = [(f"/pool/{pool_id}", Scope.POOL)]
         grants += [(path, Scope.SDN_ZONE) for path in vnet_paths]
-        grants += [(path, Scope.NODE) for path in node_paths]
         for index, (path, scope) in enumerate(grants):
             role = roles[scope]
             depends: list[pulumi.Resource] = [pool] if scope is Scope.POOL else []
@@ -92,9 +104,8 @@ class PoolGrant(pulumi.ComponentResource):
 
 
 class HubAccess(pulumi.ComponentResource):
-    """The roles and the user; `grant()` adds a pool + token for each hub of the stack."""
+    """The roles; `grant()` adds a user, a pool and a token for each hub of the stack."""
 
-    user: proxmoxve.UserLegacy
     roles: dict[Scope, proxmoxve.RoleLegacy]
 
     def __init__(
@@ -102,7 +113,6 @@ class HubAccess(pulumi.ComponentResource):
         name: str,
         *,
         role_prefix: str,
-        user_id: str,
         pve_major: int,
         datastore: str,
         protect: bool,
@@ -111,7 +121,6 @@ class HubAccess(pulumi.ComponentResource):
         super().__init__("hub:access:HubAccess", name, None, opts)
         self._datastore = datastore
         self._default_protect: bool = protect
-        self._user_id = user_id
         child = pulumi.ResourceOptions(parent=self, protect=protect)
         self.roles = {
             scope: proxmoxve.RoleLegacy(
@@ -121,17 +130,10 @@ class HubAccess(pulumi.ComponentResource):
                 opts=child,
             )
             for scope in Scope
+            # A scope without privileges (the node) gets no role and no ACL at all.
+            if privileges_for(scope, pve_major=pve_major)
         }
-        self.user = proxmoxve.UserLegacy(
-            f"{name}-user",
-            user_id=user_id,
-            comment="Hub runtime (managed by Pulumi); acts only through its privilege-separated tokens",
-            enabled=True,
-            opts=child,
-        )
-        self.register_outputs(
-            {"user_id": self.user.user_id, "roles": [r.role_id for r in self.roles.values()]}
-        )
+        self.register_outputs({"roles": [r.role_id for r in self.roles.values()]})
 
     def grant(
         self,
@@ -139,21 +141,29 @@ class HubAccess(pulumi.ComponentResource):
         *,
         pool_id: str,
         comment: str,
+        user_id: str,
         vnet_paths: Sequence[str],
-        node_paths: Sequence[str],
         protect: bool | None = None,
         parent: pulumi.Resource | None = None,
     ) -> PoolGrant:
+        """A hub's own user (`user_id`), pool and token; see `hub_user_id` for the naming."""
         return PoolGrant(
             name,
             pool_id=pool_id,
             comment=comment,
-            user=self.user,
-            user_id=self._user_id,
+            user_id=user_id,
             roles=self.roles,
             datastore=self._datastore,
             vnet_paths=vnet_paths,
-            node_paths=node_paths,
             protect=protect if protect is not None else self._default_protect,
             opts=pulumi.ResourceOptions(parent=parent or self),
         )
+
+
+def hub_user_id(base_user_id: str, suffix: str) -> str:
+    """The Proxmox user of an experiment or domain hub: the stack's user with the hub's suffix.
+
+    `hub-dev@pve` + `exp-faster` -> `hub-dev-exp-faster@pve`; the main Hub keeps `base_user_id`.
+    """
+    local, _, realm = base_user_id.partition("@")
+    return f"{local}-{suffix}@{realm}"

@@ -1,7 +1,8 @@
-"""CloneCloudInit: give a snapshot clone its own cloud-init, which `cloned.Vm` cannot do.
+"""CloneCloudInit: give a snapshot clone its own cloud-init, identity and safety flags.
 
-Why this exists: pulumi-proxmoxve 8.6's `cloned.Vm` (the only resource that clones from a snapshot)
-does not manage cloud-init. A clone of the Hub inherits the source's cloud-init drive AND its
+Why this exists: the clone (`hubinfra.pve_objects.SnapshotClone`; pulumi-proxmoxve's `cloned.Vm`
+panics on create and never managed cloud-init) is a copy of the source's config. A clone of the Hub
+inherits the source's cloud-init drive AND its
 `cicustom` (the source's user-data snippet, which carries the source's settings and token). Proxmox
 regenerates the cloud-init image at every start, and the clone's new MAC address changes the
 instance-id, so on first boot cloud-init would re-run the *source's* user data and write the source's
@@ -18,6 +19,10 @@ uses), on the clone's config:
 - `ipconfig0` -> an address on the clone's isolated network (not the source's management address);
 - `smbios1` uuid -> the uuid its settings name (`vm_uuid`), checked by `hub-identity-check` before
   the runtime starts;
+- `protection=0`, `onboot=0` and no `startup`: a clone copies these from the source (qemu-server
+  src/PVE/API2/Qemu.pm clone_vm copies every option it does not list as a drive or net: "copy
+  everything else"), so a clone of the protected production Hub could not be destroyed
+  (`check_protection`: "can't remove VM") and would start with the node, before its owner decided;
 
 and only then starts the VM when asked. On update (settings or params changed) a running clone is
 rebooted so cloud-init applies the new user data. A clone found running at create time (started by
@@ -53,8 +58,12 @@ _COMPARED_KEYS = (
     "cicustom",
     "ipconfig0",
     "vm_uuid",
+    "user_data_sha256",
     "start",
 )
+# What a snapshot clone copies from the source and an experiment must not keep (see the docstring).
+RESET_FLAGS: dict[str, str | int] = {"protection": 0, "onboot": 0}
+RESET_DELETED = ("startup",)
 TOKEN_ENV = "PROXMOX_VE_API_TOKEN"
 # Bound on each Proxmox task (config, stop, start, reboot) the set-up waits for.
 TASK_TIMEOUT = 600.0
@@ -81,7 +90,7 @@ def configure_clone(
     start: bool,
     restart: bool,
     timeout: float = TASK_TIMEOUT,
-) -> dict[str, str]:
+) -> dict[str, str | int]:
     """Point the clone at its own cloud-init and identity, then start (or reboot) it as asked.
 
     Returns the config keys that were set. `restart` is for updates: a running clone is rebooted so
@@ -97,11 +106,15 @@ def configure_clone(
         client.stop(vm, timeout=timeout)
         running = False
     config = client.vm_config(vm)
-    changes: dict[str, str] = {
+    changes: dict[str, str | int] = {
+        **RESET_FLAGS,
         "cicustom": cicustom,
         "ipconfig0": ipconfig0,
         "smbios1": smbios_with_uuid(config.get("smbios1"), vm_uuid),
     }
+    inherited = [key for key in RESET_DELETED if key in config]
+    if inherited:
+        changes["delete"] = ",".join(inherited)
     drives = [k for k, v in config.items() if _DRIVE_KEY.match(k) and "cloudinit" in str(v)]
     if not drives:
         occupant = config.get(CLOUDINIT_INTERFACE)
@@ -184,7 +197,7 @@ class CloneCloudInitProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult(outs=_outs(_news))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        # Nothing to undo: the clone itself is destroyed by its cloned.Vm resource.
+        # Nothing to undo: the clone itself is destroyed by its SnapshotClone resource.
         return None
 
 
@@ -207,6 +220,7 @@ class CloneCloudInit(dynamic.Resource):
         ipconfig0: str,
         vm_uuid: str,
         start: bool,
+        user_data_sha256: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
@@ -221,6 +235,7 @@ class CloneCloudInit(dynamic.Resource):
             "cicustom": cicustom,
             "ipconfig0": ipconfig0,
             "vm_uuid": vm_uuid,
+            "user_data_sha256": user_data_sha256,
             "start": start,
         }
         super().__init__(CloneCloudInitProvider(), name, props, opts)

@@ -103,6 +103,9 @@ class RuntimeSettings:
     source_vmid: int | None = None
     source_checkpoint: str | None = None
     params: Mapping[str, ParamValue] = field(default_factory=lambda: dict[str, ParamValue]())
+    # The bootstrap API token's SHA-256: the runtime stores it (TokenStore.ensure) at start, so the
+    # operator can call the API with the token from `pulumi stack output --show-secrets apiToken`.
+    api_token_sha256: str | None = None
 
     def __post_init__(self) -> None:
         check_hub_type(environment=Environment(self.environment), hub_type=HubType(self.hub_type))
@@ -139,10 +142,17 @@ class RuntimeSettings:
             doc["source_vmid"] = self.source_vmid
         if self.source_checkpoint is not None:
             doc["source_checkpoint"] = self.source_checkpoint
+        if self.api_token_sha256 is not None:
+            doc["api_token_sha256"] = self.api_token_sha256
         return doc
 
     def render(self) -> str:
         return yaml.safe_dump(self.as_dict(), sort_keys=False)
+
+
+def snippet_file_name(vm_name: str, kind: str, content: str) -> str:
+    """A content-addressed snippet name: a changed content is a new file, never the same path."""
+    return f"{vm_name}-{kind}-{hashlib.sha256(content.encode()).hexdigest()[:12]}.yaml"
 
 
 def hub_vm_uuid(*, stack: str, vm_id: int, name: str) -> str:
@@ -229,9 +239,26 @@ def render_clone_user_data(*, hostname: str, settings_text: str, ca_bundle_pem: 
     document: dict[str, Any] = {
         "hostname": hostname,
         "manage_etc_hosts": True,
+        # Every boot, before any unit of ours starts: drop what the source's instances left on disk.
+        "bootcmd": [["sh", "-c", SCRUB_INHERITED_INSTANCES]],
         "write_files": files,
     }
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
+
+
+# cloud-init keeps each instance's user data (user-data.txt, cloud-config.txt, obj.pkl) under
+# /var/lib/cloud/instances/<instance-id>/; a snapshot clone therefore carries the SOURCE's user data,
+# with the source's settings file and token. The clone's own instance is the one /var/lib/cloud/instance
+# points at (its instance-id differs); every other directory is removed, on every boot. `CLOUD_ROOT`
+# lets a test run the same script on a directory tree.
+SCRUB_INHERITED_INSTANCES = (
+    'root="${CLOUD_ROOT:-/var/lib/cloud}"; '
+    'current="$(readlink -f "$root/instance" || true)"; '
+    'for d in "$root"/instances/*; do '
+    '[ -e "$d" ] || continue; '
+    '[ "$(readlink -f "$d")" = "$current" ] || rm -rf "$d"; '
+    "done"
+)
 
 
 def instance_id_for(name: str, user_data: str) -> str:

@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from hubcore.contract import (
+    SDN_ID_PATTERN,
     Environment,
     HubType,
     check_hub_type,
@@ -47,7 +48,6 @@ MIN_DISK_GB = 50
 # Keys that are read as Pulumi secrets (`pulumi config set --secret ...`) and never enter the model.
 SECRET_KEYS: frozenset[str] = frozenset({"proxmoxApiToken"})
 
-_SDN_ID = re.compile(r"[a-z][a-z0-9]{0,7}")
 _HUB_NAME = re.compile(r"[a-z][a-z0-9-]{0,20}[a-z0-9]|[a-z]")
 
 # The rules for values that reach the runtime's settings (schedule, snapshot names, environment and
@@ -57,7 +57,7 @@ DomainHubType = Literal[HubType.CLIENT, HubType.PROJECT, HubType.GEOGRAPHIC]
 ParamValue = str | int | float | bool
 VmId = Annotated[int, Field(ge=100, le=999_999_999)]
 VlanTag = Annotated[int, Field(ge=1, le=4094)]
-SdnId = Annotated[str, Field(pattern=_SDN_ID.pattern, description="PVE SDN id: lowercase, <= 8 chars")]
+SdnId = Annotated[str, Field(pattern=SDN_ID_PATTERN, description="PVE SDN id: lowercase, 2-8 chars")]
 HubName = Annotated[str, Field(pattern=f"^(?:{_HUB_NAME.pattern})$")]
 
 
@@ -182,6 +182,11 @@ class NetworkConfig(_Model):
     )
     manage_cluster_firewall: bool = Field(
         default=False, description="enable the cluster firewall (a cluster-wide singleton: one stack only)"
+    )
+    operator_access: list[ApiAddress] = Field(
+        default_factory=lambda: list[str](),
+        description="IPv4 addresses/CIDRs outside management that keep the hosts' API and SSH (the "
+        "`management` ipset) when manageClusterFirewall sets input DROP, e.g. the machine running pulumi up",
     )
 
     @field_validator("isolated_prefix")

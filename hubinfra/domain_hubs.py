@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pulumi
 
-from hubinfra.access import HubAccess
+from hubinfra.access import HubAccess, hub_user_id
 from hubinfra.config import DomainHub, StackConfig
 from hubinfra.hub_vm import HubVm, HubVmSpec
 from hubinfra.network import HubNetwork
@@ -44,8 +44,8 @@ class DomainSpecificHub(pulumi.ComponentResource):
             f"{name}-access",
             pool_id=f"{config.pool.id}-{hub.type}-{hub.name}",
             comment=f"Hub for {hub.type} '{hub.label}'",
+            user_id=hub_user_id(config.user_id, f"{hub.type}-{hub.name}"),
             vnet_paths=[network.vnet_path(net.vnet)],
-            node_paths=[f"/nodes/{config.node}"],
             parent=self,
         )
         spec = HubVmSpec(

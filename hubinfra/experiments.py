@@ -6,10 +6,12 @@ its own vnet), and its own isolated network. An experimental hub sits on that ne
 `<zone>-xhub`: the task VM policy plus tcp/8006 to `hub:network.proxmoxApi`, because it checkpoints
 itself. (Domain hubs, the other kind declared from a list, live in hubinfra.domain_hubs.)
 
-An experimental hub is a `cloned.Vm`: the only resource in pulumi-proxmoxve 8 that clones from a
-snapshot. That resource does not manage cloud-init, and a clone inherits the source's cloud-init
-drive and `cicustom` (the source's user data: its settings file and token). So the clone is always
-created stopped, and `CloneCloudInit` (hubinfra.clone_init) then points it at its own snippets
+An experimental hub is a `SnapshotClone` (hubinfra.pve_objects): pulumi-proxmoxve's `cloned.Vm`,
+the only provider resource that clones from a snapshot, panics on create (see that module). The
+clone inherits the source's cloud-init drive and `cicustom` (the source's user data: its settings
+file and token), its firewall file, and its `protection`/`onboot`/`startup`. So the clone is always
+created stopped, the inherited firewall rules and ipsets are removed before its own are declared,
+and `CloneCloudInit` (hubinfra.clone_init) then points it at its own snippets
 (settings with environment `experimental` and hub type `development`, its own vmid, token,
 experiment name and params), gives it its own SMBIOS uuid and an address on its isolated network,
 and only then starts it. The settings name that uuid (`vm_uuid`); `hub-identity-check` refuses to
@@ -19,15 +21,17 @@ inert. See docs/infrastructure.md.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+from collections.abc import Mapping
+from typing import Any
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve import FileLegacySourceRawArgs
-from pulumi_proxmoxve.cloned import VmCloneArgs, VmCpuArgs, VmMemoryArgs, VmNetworkArgs
 
 from hubcore.contract import EXPERIMENT_HUB_TYPE, Environment
-from hubinfra.access import HubAccess
+from hubinfra.access import HubAccess, hub_user_id
 from hubinfra.clone_init import CloneCloudInit
 from hubinfra.cloudinit import (
     CA_BUNDLE_PATH,
@@ -36,9 +40,11 @@ from hubinfra.cloudinit import (
     instance_id_for,
     render_clone_user_data,
     render_meta_data,
+    snippet_file_name,
 )
 from hubinfra.config import CheckpointPolicy, Experiment, StackConfig
 from hubinfra.network import HUB_HOST_OFFSET, HubNetwork, IsolatedNet
+from hubinfra.pve_objects import SnapshotClone
 
 # Experiments are judged over days; they checkpoint like development hubs: only when asked.
 EXPERIMENT_CHECKPOINTS = CheckpointPolicy(schedule="manual")
@@ -56,7 +62,7 @@ def clone_ipconfig(net: IsolatedNet) -> str:
 
 
 class ExperimentalHub(pulumi.ComponentResource):
-    vm_id: pulumi.Output[str]
+    vm_id: pulumi.Output[int]
     settings: pulumi.Output[str]
     user_data: pulumi.Output[str]
     vm_uuid: str
@@ -70,6 +76,7 @@ class ExperimentalHub(pulumi.ComponentResource):
         access: HubAccess,
         network: HubNetwork,
         api_token: pulumi.Output[str] | None = None,
+        operator: Mapping[str, Any],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("hub:experiments:ExperimentalHub", name, None, opts)
@@ -81,37 +88,33 @@ class ExperimentalHub(pulumi.ComponentResource):
             f"{name}-access",
             pool_id=f"{config.pool.id}-exp-{experiment.name}",
             comment=f"Hub experiment {experiment.name} from {experiment.checkpoint}",
+            # Its own user: nothing the experiment holds is the production Hub's identity.
+            user_id=hub_user_id(config.user_id, f"exp-{experiment.name}"),
             vnet_paths=[network.vnet_path(net.vnet)],
-            node_paths=[f"/nodes/{config.node}"],
             # Experiments are disposable by design: never protected, whatever the stack.
             protect=False,
             parent=self,
         )
-        vm = proxmoxve.cloned.Vm(
+        vm = SnapshotClone(
             f"{name}-vm",
-            resource_id=str(experiment.vm_id),
-            node_name=config.node,
-            name=vm_name,
+            access=operator,
+            node=config.node,
+            vmid=experiment.vm_id,
+            source_vmid=source_vm_id,
+            snapshot=experiment.checkpoint,
+            datastore=config.datastore,
+            pool=grant.pool_id,
+            vm_name=vm_name,
             description=f"Experimental hub '{experiment.name}': full clone of VM {source_vm_id} at "
             f"checkpoint {experiment.checkpoint} (managed by Pulumi)",
             tags=sorted({"hub", "experimental", f"exp-{experiment.name}"}),
-            clone=VmCloneArgs(
-                source_vm_id=source_vm_id,
-                snapshot_name=experiment.checkpoint,
-                full=True,
-                pool_id=grant.pool_id,
-                target_datastore=config.datastore,
-            ),
-            cpu=VmCpuArgs(cores=experiment.cores or config.hub_vm.cores),
-            memory=VmMemoryArgs(size=experiment.memory_mib or config.hub_vm.memory_mib),
+            cores=experiment.cores or config.hub_vm.cores,
+            memory=experiment.memory_mib or config.hub_vm.memory_mib,
             # Replace the source's management NIC: the clone lives on its own isolated vnet only.
-            network={"net0": VmNetworkArgs(bridge=net.vnet, model="virtio", firewall=True)},
-            # Never started here: until CloneCloudInit has attached its own cloud-init, booting
-            # would re-run the source's user data (the source's settings and token).
-            started=False,
-            stop_on_destroy=True,
-            purge_on_destroy=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[grant, network]),
+            bridge=net.vnet,
+            # Never started by this resource (there is no `started` to drift): CloneCloudInit starts
+            # it once its own cloud-init is attached. Replaced by deleting first: same vmid.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[grant, network], delete_before_replace=True),
         )
         firewall = network.vm_firewall(
             name,
@@ -153,13 +156,17 @@ class ExperimentalHub(pulumi.ComponentResource):
 
         self.settings = pulumi.Output.secret(grant.token.apply(render))
         self.user_data = pulumi.Output.secret(self.settings.apply(user_data_for))
-        snippet_opts = pulumi.ResourceOptions(parent=self)
+        # Content-addressed names, kept on delete: see HubVm for why a snippet must outlive its change.
+        snippet_opts = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         user_snippet = proxmoxve.FileLegacy(
             f"{name}-user-data",
             node_name=config.node,
             datastore_id=config.snippets_datastore,
             content_type="snippets",
-            source_raw=FileLegacySourceRawArgs(data=self.user_data, file_name=f"{vm_name}-user-data.yaml"),
+            source_raw=FileLegacySourceRawArgs(
+                data=self.user_data,
+                file_name=self.user_data.apply(lambda text: snippet_file_name(vm_name, "user-data", text)),
+            ),
             opts=snippet_opts,
         )
         meta = self.user_data.apply(
@@ -170,7 +177,9 @@ class ExperimentalHub(pulumi.ComponentResource):
             node_name=config.node,
             datastore_id=config.snippets_datastore,
             content_type="snippets",
-            source_raw=FileLegacySourceRawArgs(data=meta, file_name=f"{vm_name}-meta-data.yaml"),
+            source_raw=FileLegacySourceRawArgs(
+                data=meta, file_name=meta.apply(lambda text: snippet_file_name(vm_name, "meta-data", text))
+            ),
             opts=snippet_opts,
         )
         self.cloud_init = CloneCloudInit(
@@ -187,6 +196,8 @@ class ExperimentalHub(pulumi.ComponentResource):
             ),
             ipconfig0=clone_ipconfig(net),
             vm_uuid=self.vm_uuid,
+            # The content itself, hashed: a params change updates the clone even if a name did not move.
+            user_data_sha256=self.user_data.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()),
             start=experiment.start,
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -195,5 +206,5 @@ class ExperimentalHub(pulumi.ComponentResource):
                 replace_with=[vm],
             ),
         )
-        self.vm_id = vm.resource_id
+        self.vm_id = vm.vmid
         self.register_outputs({"vm_id": self.vm_id, "settings": self.settings})

@@ -3,6 +3,19 @@
 The user data (which carries the runtime's settings file and therefore the API token) is uploaded as
 a snippet over the provider's SSH connection and stays a Pulumi secret end to end. Safety options
 follow the stack: production VMs are protected (in Pulumi and in Proxmox) and start on boot.
+
+Lifecycle (bpg proxmoxtf/resource/vm/vm.go marks `clone.*`, `vm_id` and
+`initialization.user_data_file_id` ForceNew, and `node_name` unless `migrate`):
+
+- The snippet's file name is content-addressed (`<vm>-user-data-<sha256[:12]>.yaml`) and the file is
+  kept on delete. With one fixed name, a changed user data replaced the file create-before-delete by
+  the same path: Pulumi wrote the new file, then deleted "the old one", i.e. the new one, and PVE,
+  which reads the snippet at every start (qemu-server cloud-init `cicustom`), could no longer start,
+  reboot or roll back the Hub. Now the old file stays where the VM points.
+- The VM ignores changes to its user-data file id, its clone block (template, datastore, node of
+  the clone) and its vm id: none of them may replace a Hub that holds checkpoints and a database.
+  A changed configuration is rolled out by an explicit step (docs/operator-guide.md "Rolling out a
+  configuration change"), and the VM moves between nodes by migration (`migrate=True`).
 """
 
 from __future__ import annotations
@@ -29,7 +42,13 @@ from pulumi_proxmoxve import (
 )
 
 from hubinfra.clone_init import CLOUDINIT_INTERFACE
-from hubinfra.cloudinit import CA_BUNDLE_PATH, RuntimeSettings, hub_vm_uuid, render_user_data
+from hubinfra.cloudinit import (
+    CA_BUNDLE_PATH,
+    RuntimeSettings,
+    hub_vm_uuid,
+    render_user_data,
+    snippet_file_name,
+)
 from hubinfra.config import CheckpointPolicy, ParamValue, StackConfig
 
 
@@ -49,6 +68,12 @@ class HubVmSpec:
     tags: Sequence[str]
     ipv4_address: str = "dhcp"
     gateway: str | None = None
+    # SHA-256 (hex) of the bootstrap API token the runtime accepts at first start; None: none.
+    api_token_sha256: str | None = None
+
+
+# VM inputs a later change must never turn into a replacement (see the module docstring).
+IGNORED_VM_CHANGES = ("clone", "vmId", "initialization.userDataFileId")
 
 
 class HubVm(pulumi.ComponentResource):
@@ -90,6 +115,7 @@ class HubVm(pulumi.ComponentResource):
                 hub_type=spec.hub_type,
                 hub_label=spec.hub_label,
                 params={**config.runtime.params, **spec.params},
+                api_token_sha256=spec.api_token_sha256,
             )
             return render_user_data(
                 hostname=spec.name,
@@ -102,14 +128,19 @@ class HubVm(pulumi.ComponentResource):
             )
 
         self.user_data = pulumi.Output.secret(token.apply(user_data_for))
+        self.snippet_file_name = self.user_data.apply(
+            lambda text: snippet_file_name(spec.name, "user-data", text)
+        )
         snippet = proxmoxve.FileLegacy(
             f"{name}-user-data",
             node_name=config.node,
             datastore_id=config.snippets_datastore,
             content_type="snippets",
-            source_raw=FileLegacySourceRawArgs(data=self.user_data, file_name=f"{spec.name}-user-data.yaml"),
-            opts=pulumi.ResourceOptions(parent=self),
+            source_raw=FileLegacySourceRawArgs(data=self.user_data, file_name=self.snippet_file_name),
+            # Kept when replaced or removed: the VM (or a rollback of it) may still point at it.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
+        self.user_data_file_id = snippet.id
         ipv4 = VmLegacyInitializationIpConfigIpv4Args(address=spec.ipv4_address, gateway=spec.gateway)
         vm = proxmoxve.VmLegacy(
             f"{name}-vm",
@@ -151,10 +182,13 @@ class HubVm(pulumi.ComponentResource):
             startup=VmLegacyStartupArgs(order=1, up_delay=30) if production else None,
             # A Hub must never be force-stopped mid-checkpoint on destroy: shut it down cleanly.
             stop_on_destroy=False,
+            # A node change migrates the Hub instead of re-creating it (ForceNew without this).
+            migrate=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=production,
                 retain_on_delete=production,
+                ignore_changes=list(IGNORED_VM_CHANGES),
             ),
         )
         self.vm = vm

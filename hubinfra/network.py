@@ -18,15 +18,28 @@ Firewall (default policy DROP everywhere the stack decides it):
   checkpoints its own VM through the API; task VMs must never reach it, so they keep `<zone>-task`;
 - with `manageClusterFirewall`, the cluster firewall is enabled with input DROP and the Proxmox API
   (8006) is opened to the management network and to the experimental hubs' own addresses, never to
-  a task network.
+  a task network. PVE itself always accepts 8006/22 (and VNC, SPICE, migration) from its built-in
+  `management` ipset (pve-firewall src/PVE/Firewall.pm ruleset_generate_rule... "allow standard
+  traffic for management ipset"), to which it appends the node's local network (the `push` onto
+  `ipset->{management}` in Firewall.pm compile): the stack declares that ipset explicitly (management
+  network + `operatorAccess`), and a guard refuses, at `pulumi up`, to enable input DROP over
+  existing datacenter rules or over the operator's own connection.
+
+SDN zone and vnets are `SdnObject`s (hubinfra.pve_objects), not the provider's `sdn.zone.Vlan` /
+`sdn.Vnet`, whose create panics in pulumi-proxmoxve (see that module). `isolate-ports` sets the
+bridge ports' `isolated` flag on each node's local bridge (pve-network src/PVE/Network/SDN/Zones/
+Plugin.pm: `$opts->{isolation} = 1 if $vnet->{'isolate-ports'}`), so it separates only guests on
+the SAME node: two task VMs on different nodes meet on the VLAN. The firewall groups below are the
+real boundary; port isolation is a second layer on one node.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
@@ -34,8 +47,11 @@ from pulumi_proxmoxve.cluster.firewall.security import GroupLegacyRuleArgs
 from pulumi_proxmoxve.firewall import IpsetLegacyCidrArgs, RulesLegacyRuleArgs
 
 from hubinfra.config import ConfigError, NetworkConfig, StackConfig, Vnet
+from hubinfra.pve_objects import ClusterFirewallGuard, SdnObject
 
 PROXMOX_API_PORT = "8006"
+# PVE's built-in ipset: the hosts accept the API, SSH, console and migration from it before any rule.
+MANAGEMENT_IPSET = "management"
 # Host part of a hub's address on its own isolated /24 (.1 is the gateway).
 HUB_HOST_OFFSET = 10
 
@@ -128,32 +144,43 @@ class HubNetwork(pulumi.ComponentResource):
         config: NetworkConfig,
         nodes: Sequence[str],
         isolated: dict[str, IsolatedNet],
+        access: Mapping[str, Any],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("hub:network:HubNetwork", name, None, opts)
         self._zone = config.zone
         child = pulumi.ResourceOptions(parent=self)
         zone_id = config.zone
-        zone = proxmoxve.sdn.zone.Vlan(
-            f"{name}-zone", resource_id=zone_id, bridge=config.bridge, nodes=list(nodes), opts=child
+        zone = SdnObject(
+            f"{name}-zone",
+            access=access,
+            kind="zones",
+            object_id=zone_id,
+            params={"type": "vlan", "bridge": config.bridge, "nodes": ",".join(nodes)},
+            opts=child,
         )
         vnets: list[pulumi.Resource] = []
         declared: list[str] = [f"zone={zone_id} bridge={config.bridge} nodes={','.join(nodes)}"]
 
-        def declare(vnet: Vnet | IsolatedNet, alias: str, *, isolate_ports: bool) -> proxmoxve.sdn.Vnet:
-            resource = proxmoxve.sdn.Vnet(
+        def declare(vnet: Vnet | IsolatedNet, alias: str, *, isolate_ports: bool) -> SdnObject:
+            resource = SdnObject(
                 f"{name}-vnet-{vnet.vnet}",
-                resource_id=vnet.vnet,
-                zone=zone.resource_id,
-                tag=vnet.vlan_tag,
-                alias=alias[:256],
-                # On task and isolated vnets guests cannot talk to each other directly either.
-                isolate_ports=isolate_ports,
+                access=access,
+                kind="vnets",
+                object_id=vnet.vnet,
+                # Through the zone's output: the vnet is created after its zone, deleted before it.
+                params={
+                    "zone": zone.object_id,
+                    "tag": vnet.vlan_tag,
+                    "alias": alias[:256],
+                    # Same-node port isolation only (see the module docstring): not a boundary.
+                    "isolate-ports": int(isolate_ports),
+                },
                 opts=child,
             )
             subnet = proxmoxve.sdn.Subnet(
                 f"{name}-subnet-{vnet.vnet}",
-                vnet=resource.resource_id,
+                vnet=resource.object_id,
                 cidr=vnet.cidr,
                 gateway=vnet.gateway,
                 # No SNAT: task traffic leaves only through the firewall's listed egress.
@@ -230,6 +257,24 @@ class HubNetwork(pulumi.ComponentResource):
                 opts=after_ipsets,
             )
         if config.manage_cluster_firewall:
+            # PVE accepts 8006/22 from `management` before any rule of ours: say who is in it.
+            operator_cidrs = [config.management.cidr, *config.operator_access]
+            management = proxmoxve.firewall.IpsetLegacy(
+                f"{name}-ipset-management",
+                name=MANAGEMENT_IPSET,
+                comment="PVE's built-in management set: API, SSH, console (declared by the Hub stack)",
+                cidrs=[IpsetLegacyCidrArgs(name=cidr) for cidr in operator_cidrs],
+                opts=child,
+            )
+            guard = ClusterFirewallGuard(
+                f"{name}-cluster-firewall-guard", access=access, allowed=operator_cidrs, opts=child
+            )
+            pulumi.log.warn(
+                "hub:network.manageClusterFirewall sets input DROP on every host: only "
+                f"{', '.join(operator_cidrs)} (and each node's own local network, which PVE adds) keep the "
+                "API and SSH; `pulumi up` refuses if this machine is outside them"
+            )
+            after_ipsets = pulumi.ResourceOptions(parent=self, depends_on=[*ipsets, management, guard])
             proxmoxve.cluster.FirewallLegacy(
                 f"{name}-cluster-firewall",
                 enabled=True,
@@ -274,7 +319,7 @@ class HubNetwork(pulumi.ComponentResource):
                 opts=after_ipsets,
             )
 
-        self.zone_id = zone.resource_id
+        self.zone_id = zone.object_id
         self.management_vnet = config.management.vnet
         self.task_vnets = [t.vnet for t in config.tasks]
         self.isolated = isolated

@@ -6,8 +6,18 @@ is covered. It must not import pulumi: the runtime (inside the Hub VM) has no in
 
 Privileges are grouped by the ACL path they are granted on, so that no privilege is granted wider
 than it needs: VM and datastore work on the Hub's pool (`/pool/<id>`, inherited by its members),
-network attachment on the SDN zone (`/sdn/zones/<zone>`), task and node status on the node
-(`/nodes/<node>`). Nothing is ever granted on `/`.
+network attachment on each vnet (`/sdn/zones/<zone>/<vnet>`). Nothing is granted on `/`, and nothing
+on `/nodes/<node>`: `Sys.Audit` there lists every user's tasks on the node and reads their logs
+(pve-manager PVE/API2/Tasks.pm node_tasks: "all task the user has 'Sys.Audit' permissions on
+/nodes/<node>"), i.e. every tenant's activity, while a token can always list and read its OWN tasks
+(same file, read_task_log/read_task_status: Sys.Audit is needed only "if they aren't the owner of the
+task"). The Hub only waits for tasks it started, so it needs no node privilege. `Scope.NODE` stays
+as a name with no privileges, so a grant on a node path is an empty role and code that iterates
+scopes keeps working.
+
+The list is exactly what the runtime calls: `tests/runtime/test_least_privilege.py` shows the runtime
+works with it (sufficiency), `tests/hubinfra/test_privilege_necessity.py` shows that each privilege,
+removed alone, makes a named operation fail against fakepve (necessity).
 """
 
 from __future__ import annotations
@@ -35,7 +45,15 @@ HUB_PRIVILEGES: tuple[Privilege, ...] = (
     # -- VM lifecycle, on the pool ------------------------------------------------------------
     Privilege("VM.Allocate", Scope.POOL, "create and remove task VMs and experiment clones in the pool"),
     Privilege("VM.Audit", Scope.POOL, "read VM config, status and snapshot lists"),
-    Privilege("VM.Clone", Scope.POOL, "clone a checkpoint snapshot into an experimental hub or task VM"),
+    Privilege(
+        "VM.Clone",
+        Scope.POOL,
+        "clone the task template (in the pool) into task VMs; PVE also checks SDN.Use on every bridge "
+        "of the SOURCE's config (qemu-server src/PVE/API2/Qemu.pm clone_vm: check_bridge_access($oldconf)), "
+        "so the template's NICs must sit on a task vnet. Experimental hubs are cloned by Pulumi with the "
+        "operator's credential, never by a Hub token (the Hub's NIC is on management, where no token has "
+        "SDN.Use)",
+    ),
     Privilege("VM.Config.CDROM", Scope.POOL, "attach or eject the cloud-init/ISO drive of task VMs"),
     Privilege("VM.Config.CPU", Scope.POOL, "size task VMs"),
     Privilege("VM.Config.Cloudinit", Scope.POOL, "give task VMs and clones their own cloud-init settings"),
@@ -56,10 +74,13 @@ HUB_PRIVILEGES: tuple[Privilege, ...] = (
     Privilege("Datastore.Audit", Scope.POOL, "check free space before cloning or snapshotting"),
     Privilege("Pool.Audit", Scope.POOL, "list the pool's members (the Hub's inventory)"),
     # -- network, on the SDN zone ---------------------------------------------------------------
-    Privilege("SDN.Use", Scope.SDN_ZONE, "attach VMs to the Hub's vnets (and nothing else)"),
+    Privilege(
+        "SDN.Use",
+        Scope.SDN_ZONE,
+        "attach VMs to the hub's own task vnets, and clone the task template whose NIC is on one "
+        "(granted per vnet, never on the management vnet)",
+    ),
     Privilege("SDN.Audit", Scope.SDN_ZONE, "read the vnets and subnets it attaches VMs to"),
-    # -- tasks and node status, on the node -----------------------------------------------------
-    Privilege("Sys.Audit", Scope.NODE, "poll task status (UPIDs) and read node load before cloning"),
 )
 
 # The guest-agent read privilege was renamed in PVE 9; on PVE 8 the same capability is VM.Monitor.
@@ -81,6 +102,8 @@ FORBIDDEN_PRIVILEGES: dict[str, str] = {
     "Sys.PowerMgmt": "rebooting nodes takes every tenant down",
     "Sys.Syslog": "node logs contain other tenants' data",
     "Sys.Incoming": "cross-cluster migration intake",
+    "Sys.Audit": "on /nodes/<node> it lists and reads every user's tasks (other tenants' activity); "
+    "the Hub reads only its own tasks, which needs no privilege",
     "Datastore.Allocate": "creates and edits storage definitions",
     "Datastore.AllocateTemplate": "uploads ISOs and templates shared by every tenant",
     "VM.Backup": "backup storage holds every tenant's data",

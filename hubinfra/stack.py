@@ -27,6 +27,7 @@ from hubinfra.domain_hubs import DomainSpecificHub
 from hubinfra.experiments import ExperimentalHub
 from hubinfra.hub_vm import HubVm, HubVmSpec
 from hubinfra.network import HubNetwork, isolated_nets
+from hubinfra.pve_objects import operator_props
 from hubinfra.quotas import check_quotas
 
 # The Python language host's "error already reported" exit code: with it the engine shows only the
@@ -76,26 +77,34 @@ class HubStack(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, providers=[provider])
         production = config.is_production
 
+        # The dynamic resources (SDN objects, the experiments' clones) call the API as the operator,
+        # with the same endpoint and token as the provider.
+        access = operator_props(
+            endpoint=config.proxmox.endpoint, insecure=config.proxmox.insecure, api_token=operator_token
+        )
         self.network = HubNetwork(
-            f"{name}-network", config=config.network, nodes=config.zone_nodes, isolated=isolated, opts=child
+            f"{name}-network",
+            config=config.network,
+            nodes=config.zone_nodes,
+            isolated=isolated,
+            access=access,
+            opts=child,
         )
         self.access = HubAccess(
             f"{name}-access",
             role_prefix=config.pool.id,
-            user_id=config.user_id,
             pve_major=config.proxmox.pve_major,
             datastore=config.datastore,
             protect=production,
             opts=child,
         )
-        node_paths = [f"/nodes/{node}" for node in config.zone_nodes]
         # The main Hub attaches task VMs to the task vnets only: not management, not isolated hubs.
         self.grant = self.access.grant(
             f"{name}-hub-access",
             pool_id=config.pool.id,
             comment=config.pool.comment,
+            user_id=config.user_id,
             vnet_paths=[self.network.vnet_path(v) for v in self.network.task_vnets],
-            node_paths=node_paths,
             parent=self,
         )
         hub = config.hub_vm
@@ -142,6 +151,7 @@ class HubStack(pulumi.ComponentResource):
                 access=self.access,
                 network=self.network,
                 api_token=operator_token,
+                operator=access,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.hub]),
             )
             for e in config.experiments

@@ -32,3 +32,22 @@ def prod_exp() -> Run:
     run = run_program("prod", edit=add)
     assert run.exit_code is None, run.errors
     return run
+
+
+@pytest.fixture(scope="session")
+def dev_exp() -> Run:
+    """dev with the experiment docs/operator-guide.md shows (the committed file declares none)."""
+
+    def add(config: dict[str, Any]) -> None:
+        config["hub:experiments"] = [
+            {
+                "name": "faster-gate",
+                "checkpoint": "hub-0123456789abcdef0123456789abcdef",
+                "vmId": 1150,
+                "params": {"gate_timeout_seconds": 120},
+            }
+        ]
+
+    run = run_program("dev", edit=add)
+    assert run.exit_code is None, run.errors
+    return run

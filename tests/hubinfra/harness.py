@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import runpy
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +30,19 @@ MAIN = REPO / "__main__.py"
 # What an operator sets with `pulumi config set --secret`; never committed to the stack files.
 OPERATOR_SECRETS = {"hub:proxmoxApiToken": "root@pam!pulumi=00000000-0000-0000-0000-000000000000"}
 TOKEN_SECRET = "11111111-2222-3333-4444-555555555555"
+# The main Hub's token (pool hub-dev / hub-prod) gets TOKEN_SECRET; every other token its own secret,
+# so a test can tell whose secret a file holds.
+MAIN_TOKENS = frozenset({"hub-dev", "hub-prod"})
+
+
+def token_secret_for(token_name: str) -> str:
+    if token_name in MAIN_TOKENS:
+        return TOKEN_SECRET
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"hub-test-token/{token_name}"))
 
 
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+DYNAMIC = "pulumi-python:dynamic:Resource"
 
 
 @dataclass
@@ -45,6 +56,9 @@ class Resource:
     parent: str = ""  # the parent's URN
     dependencies: list[str] = field(default_factory=list[str])  # URNs from depends_on and inputs
     replacement_trigger: Any = None  # ResourceOptions.replacement_trigger, as the engine receives it
+    ignore_changes: list[str] = field(default_factory=list[str])
+    delete_before_replace: bool = False
+    replace_on_changes: list[str] = field(default_factory=list[str])
 
 
 def _unwrap(value: Any) -> tuple[Any, bool]:
@@ -77,6 +91,10 @@ class Run:
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
 
+    def dynamic(self, kind: str) -> list[Resource]:
+        """The dynamic resources whose name ends with `-<kind>` (they all share one type token)."""
+        return [r for r in self.of_type(DYNAMIC) if r.name.endswith(f"-{kind}")]
+
     def one(self, type_: str, name_part: str = "") -> Resource:
         found = [r for r in self.of_type(type_) if name_part in r.name]
         assert len(found) == 1, f"expected one {type_} matching {name_part!r}, got {[r.name for r in found]}"
@@ -86,7 +104,7 @@ class Run:
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Resource] = []
-        self.options: dict[tuple[str, str], tuple[bool, bool, str, list[str], Any]] = {}
+        self.options: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs: dict[str, Any] = {}
@@ -100,7 +118,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "proxmoxve:index/vmLegacy:VmLegacy":
             outputs["ipv4Addresses"] = [["127.0.0.1"], ["10.20.0.10"]]
         if args.typ == "proxmoxve:user/token:Token":
-            outputs["value"] = TOKEN_SECRET
+            outputs["value"] = token_secret_for(str(inputs["tokenName"]))
             return f"{inputs['userId']}!{inputs['tokenName']}", outputs
         if args.typ == "proxmoxve:index/fileLegacy:FileLegacy":
             raw = inputs.get("sourceRaw", {})
@@ -128,6 +146,9 @@ class RecordingMonitor(MockMonitor):
             json_format.MessageToDict(request.replacement_trigger)
             if request.HasField("replacement_trigger")
             else None,
+            list(request.ignoreChanges),
+            bool(request.deleteBeforeReplace),
+            list(request.replaceOnChanges),
         )
         return super().RegisterResource(request)
 
@@ -192,7 +213,14 @@ def run_program(
         asyncio.set_event_loop(None)
         runtime_settings.reset_options()
     for res in mocks.resources:
-        (res.protect, res.retain_on_delete, res.parent, res.dependencies, res.replacement_trigger) = (
-            mocks.options[(res.type, res.name)]
-        )
+        (
+            res.protect,
+            res.retain_on_delete,
+            res.parent,
+            res.dependencies,
+            res.replacement_trigger,
+            res.ignore_changes,
+            res.delete_before_replace,
+            res.replace_on_changes,
+        ) = mocks.options[(res.type, res.name)]
     return Run(mocks.resources, outputs, capture.messages, exit_code, secret_outputs, stack)

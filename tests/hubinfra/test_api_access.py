@@ -66,7 +66,7 @@ def _task_networks(run: Run) -> list[Net]:
 def _experimental_hub_addresses(run: Run) -> set[Net]:
     """Each experimental hub's own address, as CloneCloudInit gives it (`ipconfig0`)."""
     out: set[Net] = set()
-    for init in run.of_type(CLOUD_INIT):
+    for init in run.dynamic("cloud-init"):
         ip = init.inputs["ipconfig0"].split(",")[0].removeprefix("ip=")
         out.add(ipaddress.IPv4Network(ipaddress.IPv4Interface(ip).ip))
     return out
@@ -76,7 +76,7 @@ def _overlaps(a: list[Net], b: list[Net]) -> bool:
     return any(x.overlaps(y) for x in a for y in b)
 
 
-@pytest.mark.parametrize("fixture", ["dev", "prod_exp"])
+@pytest.mark.parametrize("fixture", ["dev_exp", "prod_exp"])
 def test_experimental_hub_group_allows_the_api_only_to_proxmox_api(
     request: pytest.FixtureRequest, fixture: str
 ) -> None:
@@ -196,7 +196,11 @@ def test_experiments_without_proxmox_api_fail_at_once_naming_the_key() -> None:
     def drop(config: dict[str, Any]) -> None:
         del config["hub:network"]["proxmoxApi"]
 
-    run = run_program("dev", edit=drop)
+    def drop_with_experiment(config: dict[str, Any]) -> None:
+        drop(config)
+        config["hub:experiments"] = [{"name": "faster-gate", "checkpoint": "hub-" + "0" * 32, "vmId": 1150}]
+
+    run = run_program("dev", edit=drop_with_experiment)
     assert run.exit_code == EXIT_ERROR_REPORTED
     assert len(run.errors) == 1 and "\n" not in run.errors[0]
     assert run.errors[0].startswith("hub:network.proxmoxApi: required when hub:experiments is not empty")

@@ -43,6 +43,10 @@ def _delete(key: str) -> Edit:
 
 def _hub_config(stack: str, edit: Edit) -> dict[str, Any]:
     config = copy.deepcopy(stack_config(stack))
+    # The committed files declare no experiment; the cases about one start from the guide's example.
+    config.setdefault(
+        "hub:experiments", [{"name": "faster-gate", "checkpoint": "hub-" + "0" * 32, "vmId": 1150}]
+    )
     edit(config)
     return {k.removeprefix("hub:"): v for k, v in config.items() if k.startswith("hub:")}
 
@@ -127,6 +131,13 @@ CASES: list[tuple[str, str, Edit, str]] = [
         "experiments without proxmoxApi",
         _set("network.proxmoxApi", []),
         "hub:network.proxmoxApi: required when hub:experiments is not empty",
+    ),
+    ("dev", "sdn id of one char", _set("network.zone", "h"), "hub:network.zone: must match"),
+    (
+        "dev",
+        "sdn vnet of nine chars",
+        _set("network.management.vnet", "hdmgmt123"),
+        "hub:network.management.vnet",
     ),
     ("dev", "bad endpoint", _set("proxmox.endpoint", "http://pve:8006"), "hub:proxmox.endpoint: must match"),
     (

@@ -4,16 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 
-from hubinfra.cloudinit import SETTINGS_PATH, hub_vm_uuid, instance_id_for, parse_user_data
-from tests.hubinfra.harness import OPERATOR_SECRETS, TOKEN_SECRET, Run, run_program
+from hubinfra.cloudinit import SETTINGS_PATH, hub_vm_uuid, instance_id_for, parse_user_data, snippet_file_name
+from tests.hubinfra.harness import OPERATOR_SECRETS, TOKEN_SECRET, Run, run_program, token_secret_for
 
 CLONE = "proxmoxve:cloned/vm:Vm"
 FILE = "proxmoxve:index/fileLegacy:FileLegacy"
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 CLOUD_INIT = "pulumi-python:dynamic:Resource"
 CHECKPOINT = "hub-0123456789abcdef0123456789abcdef"
+# The experiment docs/operator-guide.md shows (Pulumi.dev.yaml commits none: its snapshot cannot exist).
+FASTER_GATE = {
+    "name": "faster-gate",
+    "checkpoint": CHECKPOINT,
+    "vmId": 1150,
+    "params": {"gate_timeout_seconds": 120},
+}
+
+
+def with_faster_gate(config: dict[str, Any]) -> None:
+    config["hub:experiments"] = [dict(FASTER_GATE)]
+
+
+@pytest.fixture(scope="module")
+def dev() -> Run:
+    """The dev stack with the guide's experiment (this module's `dev`, not the committed file's)."""
+    run = run_program("dev", edit=with_faster_gate)
+    assert run.exit_code is None, run.errors
+    return run
 
 
 def _settings(user_data: str) -> dict[str, Any]:
@@ -38,7 +58,10 @@ def test_experiment_user_data_is_its_own_and_secret(dev: Run) -> None:
     assert settings["params"] == {"health_interval_seconds": 30, "gate_timeout_seconds": 120}
     assert (settings["source_vmid"], settings["source_checkpoint"]) == (1100, CHECKPOINT)
     assert settings["checkpoint_schedule"] == "manual"
-    assert settings["proxmox_api_token"] == f"hub-dev@pve!hub-dev-exp-faster-gate={TOKEN_SECRET}"
+    # Its own Proxmox user and token: never the Hub's user, never the Hub's secret.
+    secret = token_secret_for("hub-dev-exp-faster-gate")
+    assert settings["proxmox_api_token"] == f"hub-dev-exp-faster-gate@pve!hub-dev-exp-faster-gate={secret}"
+    assert TOKEN_SECRET not in snippet.inputs["sourceRaw"]["data"]
     # Its own identity: the uuid its clone is given, not the Hub's.
     assert settings["vm_uuid"] == hub_vm_uuid(stack="dev", vm_id=1150, name="hub-dev-exp-faster-gate")
     assert settings["vm_uuid"] != hub["vm_uuid"]
@@ -64,20 +87,26 @@ def test_meta_data_instance_id_follows_the_user_data(dev: Run) -> None:
 
 
 def test_clone_is_created_stopped_and_configured_before_it_starts(dev: Run) -> None:
-    clone = dev.one(CLONE, "faster-gate")
-    assert clone.inputs["started"] is False
-    assert clone.inputs["clone"]["sourceVmId"] == 1100
-    assert clone.inputs["clone"]["snapshotName"] == CHECKPOINT
-    init = dev.one(CLOUD_INIT, "faster-gate-cloud-init")
+    (clone,) = [r for r in dev.dynamic("vm") if "faster-gate" in r.name]
+    # A SnapshotClone (pve_objects) has no `started` input at all: nothing for a refresh to drift.
+    assert "started" not in clone.inputs
+    assert (clone.inputs["source_vmid"], clone.inputs["snapshot"]) == (1100, CHECKPOINT)
+    assert clone.delete_before_replace
+    (init,) = [r for r in dev.dynamic("cloud-init") if "faster-gate" in r.name]
     inputs = init.inputs
     assert inputs["vmid"] == 1150
     assert inputs["node"] == "pve-dev"
     assert inputs["clone_of"] == f"1100@{CHECKPOINT}"
+    user_text = dev.one(FILE, "faster-gate-user-data").inputs["sourceRaw"]["data"]
+    meta_text = dev.one(FILE, "faster-gate-meta-data").inputs["sourceRaw"]["data"]
+    name = "hub-dev-exp-faster-gate"
     assert inputs["cicustom"] == (
-        "user=local:snippets/hub-dev-exp-faster-gate-user-data.yaml,"
-        "meta=local:snippets/hub-dev-exp-faster-gate-meta-data.yaml"
+        f"user=local:snippets/{snippet_file_name(name, 'user-data', user_text)},"
+        f"meta=local:snippets/{snippet_file_name(name, 'meta-data', meta_text)}"
     )
-    settings = _settings(dev.one(FILE, "faster-gate-user-data").inputs["sourceRaw"]["data"])
+    # The content itself is a compared input: a params change reaches the clone.
+    assert inputs["user_data_sha256"] == __import__("hashlib").sha256(user_text.encode()).hexdigest()
+    settings = _settings(user_text)
     assert inputs["vm_uuid"] == settings["vm_uuid"]
     assert inputs["start"] is True
     # On its own isolated network, never the Hub's management address.
@@ -127,10 +156,12 @@ def test_prod_experiment_never_sees_the_production_token() -> None:
     assert settings["environment"] == "experimental"
     assert settings["vmid"] == 2100
     assert settings["params"]["k"] == "v"
-    assert settings["proxmox_api_token"].startswith("hub@pve!hub-prod-exp-alpha=")
-    assert "hub@pve!hub-prod=" not in text
-    assert run.one(CLONE, "alpha").inputs["clone"]["sourceVmId"] == 100
-    assert run.one(CLOUD_INIT, "alpha").inputs["start"] is False
+    assert settings["proxmox_api_token"].startswith("hub-exp-alpha@pve!hub-prod-exp-alpha=")
+    assert "hub@pve!hub-prod=" not in text and TOKEN_SECRET not in text
+    (clone,) = [r for r in run.dynamic("vm") if "alpha" in r.name]
+    assert clone.inputs["source_vmid"] == 100
+    (init,) = [r for r in run.dynamic("cloud-init") if "alpha" in r.name]
+    assert init.inputs["start"] is False
 
 
 def test_removing_the_experiment_removes_everything_it_declared() -> None:
@@ -140,5 +171,5 @@ def test_removing_the_experiment_removes_everything_it_declared() -> None:
     run = run_program("dev", edit=drop)
     assert run.exit_code is None, run.errors
     assert not [r.name for r in run.resources if "faster-gate" in r.name]
-    assert not run.of_type(CLOUD_INIT)
+    assert not run.dynamic("cloud-init")
     assert not run.of_type(CLONE)

@@ -29,7 +29,8 @@ def _settings_text(run: Run, name: str) -> str:
     return next(f["content"] for f in document["write_files"] if f["path"] == "/etc/hub/hub.yaml")
 
 
-def test_hub_settings_pass_on_the_hub_and_fail_on_a_clone(dev: Run, tmp_path: Path) -> None:
+def test_hub_settings_pass_on_the_hub_and_fail_on_a_clone(dev_exp: Run, tmp_path: Path) -> None:
+    dev = dev_exp
     hub = _settings_text(dev, "hub-hub-user-data")
     hub_uuid = yaml.safe_load(hub)["vm_uuid"]
     assert _check(tmp_path, hub, hub_uuid.upper()).returncode == 0  # DMI may report upper case

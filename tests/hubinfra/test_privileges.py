@@ -33,7 +33,8 @@ def test_design_privileges_present_and_forbidden_absent() -> None:
 
 
 def test_scopes_are_narrow() -> None:
-    assert privileges_for(Scope.NODE) == ["Sys.Audit"]
+    # Nothing on nodes: Sys.Audit there reads every tenant's tasks; the Hub reads only its own.
+    assert privileges_for(Scope.NODE) == []
     assert set(privileges_for(Scope.SDN_ZONE)) == {"SDN.Use", "SDN.Audit"}
     assert all(not p.startswith(("SDN.", "Sys.")) for p in privileges_for(Scope.POOL))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
 OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
 IPSET = "proxmoxve:firewall/ipsetLegacy:IpsetLegacy"
 VNET = "proxmoxve:sdn/vnet:Vnet"
+DYNAMIC = "pulumi-python:dynamic:Resource"
 APPLIER = "proxmoxve:sdn/applier:Applier"
 
 
@@ -55,7 +57,9 @@ def test_hub_vm_sizing_and_safety_follow_the_stack(
     assert vm["onBoot"] is protected
     assert vm["agent"]["enabled"] is True
     assert vm["clone"] == {"vmId": 9000, "full": True, "datastoreId": vm["disks"][0]["datastoreId"]}
-    assert vm["initialization"]["userDataFileId"].endswith(f"snippets/{vm['name']}-user-data.yaml")
+    assert re.search(
+        rf"snippets/{vm['name']}-user-data-[0-9a-f]{{12}}\.yaml$", vm["initialization"]["userDataFileId"]
+    )
     assert vm["networkDevices"][0]["firewall"] is True
 
 
@@ -195,26 +199,31 @@ def test_prod_manages_cluster_firewall_with_default_deny(prod: Run, dev: Run) ->
 
 
 def test_vnets_are_in_the_zone_and_task_vnets_isolate_ports(prod: Run) -> None:
-    vnets = {v.inputs["resourceId"]: v.inputs for v in prod.of_type(VNET)}
+    # SdnObjects (pve_objects), not the provider's sdn.Vnet, whose create panics.
+    assert not prod.of_type(VNET)
+    vnets = {
+        v.inputs["object_id"]: v.inputs for v in prod.of_type(DYNAMIC) if v.inputs.get("kind") == "vnets"
+    }
     assert set(vnets) == {"hpmgmt", "hptask1", "hptask2"}
-    assert {v["zone"] for v in vnets.values()} == {"hubprod"}
-    assert vnets["hptask1"]["isolatePorts"] is True
-    assert vnets["hpmgmt"]["tag"] == 20
+    assert {v["params"]["zone"] for v in vnets.values()} == {"hubprod"}
+    assert vnets["hptask1"]["params"]["isolate-ports"] == 1
+    assert vnets["hpmgmt"]["params"]["isolate-ports"] == 0
+    assert vnets["hpmgmt"]["params"]["tag"] == 20
 
 
-def test_experiment_clone_references_source_vm_and_snapshot(dev: Run) -> None:
-    clone = dev.one(CLONE, "faster-gate").inputs
-    assert clone["clone"]["sourceVmId"] == 1100
-    assert clone["clone"]["snapshotName"] == "hub-0123456789abcdef0123456789abcdef"
-    assert clone["clone"]["full"] is True
-    assert clone["clone"]["poolId"] == "hub-dev-exp-faster-gate"
-    assert clone["resourceId"] == "1150"
+def test_experiment_clone_references_source_vm_and_snapshot(dev_exp: Run) -> None:
+    dev = dev_exp
+    assert not dev.of_type(CLONE), "cloned.Vm panics on create in pulumi-proxmoxve"
+    (resource,) = [r for r in dev.dynamic("vm") if "faster-gate" in r.name]
+    clone = resource.inputs
+    assert clone["source_vmid"] == 1100
+    assert clone["snapshot"] == "hub-0123456789abcdef0123456789abcdef"
+    assert clone["pool"] == "hub-dev-exp-faster-gate"
+    assert clone["vmid"] == 1150
     assert "exp-faster-gate" in clone["tags"]
     assert "experimental" in clone["tags"]
     isolated = dev.outputs["network"]["isolated"]["faster-gate"]
-    assert clone["network"]["net0"]["bridge"] == isolated
-    assert clone["network"]["net0"]["firewall"] is True
-    assert clone["started"] is False
+    assert clone["bridge"] == isolated
     fw = dev.one(OPTIONS, "faster-gate").inputs
     assert (fw["vmId"], fw["outputPolicy"]) == (1150, "DROP")
     rules = dev.one(RULES, "faster-gate").inputs["rules"]
@@ -222,24 +231,41 @@ def test_experiment_clone_references_source_vm_and_snapshot(dev: Run) -> None:
     assert rules == [{"securityGroup": "hubdev-xhub", "comment": "hub policy: hubdev-xhub"}]
 
 
-def test_experiment_settings_are_experimental_and_secret(dev: Run) -> None:
+def test_experiment_settings_are_experimental_and_secret(dev_exp: Run) -> None:
+    dev = dev_exp
     assert "experiments" in dev.secret_outputs
     settings = yaml.safe_load(dev.outputs["experiments"]["faster-gate"]["settings"])
     assert settings["environment"] == "experimental"
     assert settings["experiment"] == "faster-gate"
     assert settings["vmid"] == 1150
     assert settings["params"] == {"health_interval_seconds": 30, "gate_timeout_seconds": 120}
-    assert settings["proxmox_api_token"].startswith("hub-dev@pve!hub-dev-exp-faster-gate=")
+    own = "hub-dev-exp-faster-gate@pve"
+    assert settings["proxmox_api_token"].startswith(f"{own}!hub-dev-exp-faster-gate=")
     token_paths = {
         a.inputs["path"]
         for a in dev.of_type(ACL)
-        if a.inputs.get("tokenId") == "hub-dev@pve!hub-dev-exp-faster-gate"
+        if a.inputs.get("tokenId") == f"{own}!hub-dev-exp-faster-gate"
     }
+    # Its pool and its vnet; nothing on a node (Sys.Audit there reads every tenant's tasks).
     assert token_paths == {
         "/pool/hub-dev-exp-faster-gate",
         f"/sdn/zones/hubdev/{dev.outputs['network']['isolated']['faster-gate']}",
-        "/nodes/pve-dev",
     }
+
+
+@pytest.mark.parametrize("fixture", ["dev_exp", "prod_exp"])
+def test_every_acl_has_one_owner(request: pytest.FixtureRequest, fixture: str) -> None:
+    """One user per hub: no two ACL resources declare the same (path, user or token, role), so
+    removing one hub can never delete another's grant (the shared node ACL of old)."""
+    run: Run = request.getfixturevalue(fixture)
+    keys = [
+        (a.inputs["path"], a.inputs.get("userId") or a.inputs.get("tokenId"), a.inputs["roleId"])
+        for a in run.of_type(ACL)
+    ]
+    assert len(keys) == len(set(keys))
+    users = [u.inputs["userId"] for u in run.of_type("proxmoxve:index/userLegacy:UserLegacy")]
+    assert len(users) == len(set(users)) == len(run.of_type(TOKEN))
+    assert not [k for k in keys if k[0].startswith("/nodes/")]
 
 
 def test_experiments_are_never_protected_even_in_prod() -> None:
@@ -253,7 +279,8 @@ def test_experiments_are_never_protected_even_in_prod() -> None:
     exp = [r for r in run.resources if "alpha" in r.name and r.type.startswith("proxmoxve:")]
     assert exp
     assert not any(r.protect for r in exp)
-    assert run.one(CLONE, "alpha").inputs["clone"]["sourceVmId"] == 100
+    (clone,) = [r for r in run.dynamic("vm") if "alpha" in r.name]
+    assert clone.inputs["source_vmid"] == 100 and not clone.protect
 
 
 def test_protection_follows_the_stack(prod: Run, dev: Run) -> None:
@@ -268,7 +295,7 @@ def test_protection_follows_the_stack(prod: Run, dev: Run) -> None:
 def test_children_are_parented_to_their_components(prod: Run) -> None:
     vm = prod.one(VM, "hub-hub-vm")
     assert vm.parent.endswith("hub:hub_vm:HubVm::hub-hub")
-    zone = prod.one("proxmoxve:sdn/zone/vlan:Vlan")
+    (zone,) = [r for r in prod.of_type(DYNAMIC) if r.inputs.get("kind") == "zones"]
     assert zone.parent.endswith("hub:network:HubNetwork::hub-network")
     top = [r for r in prod.resources if r.type == "hub:stack:HubStack"]
     assert len(top) == 1
@@ -316,25 +343,32 @@ def test_task_group_is_default_deny_and_never_opens_management(
         assert not dest.overlaps(mgmt), rule
 
 
-def test_adding_an_experiment_reapplies_sdn_and_leaves_existing_hubs_untouched(dev: Run) -> None:
+def test_adding_an_experiment_reapplies_sdn_and_leaves_existing_hubs_untouched(dev_exp: Run) -> None:
+    dev = dev_exp
+    first = {
+        "name": "faster-gate",
+        "checkpoint": "hub-0123456789abcdef0123456789abcdef",
+        "vmId": 1150,
+        "params": {"gate_timeout_seconds": 120},
+    }
+
     def add(config: dict[str, Any]) -> None:
-        config["hub:experiments"] = [
-            *config["hub:experiments"],
-            {"name": "second", "checkpoint": "hub-" + "b" * 32, "vmId": 1160},
-        ]
+        config["hub:experiments"] = [first, {"name": "second", "checkpoint": "hub-" + "b" * 32, "vmId": 1160}]
 
     more = run_program("dev", edit=add)
     assert more.exit_code is None, more.errors
     # Spawned: its clone, from the Hub at its checkpoint, on its own vnet.
-    clone = more.one(CLONE, "second").inputs
-    assert (clone["clone"]["sourceVmId"], clone["clone"]["snapshotName"]) == (1100, "hub-" + "b" * 32)
-    assert clone["network"]["net0"]["bridge"] == more.outputs["network"]["isolated"]["second"]
+    (resource,) = [r for r in more.dynamic("vm") if "second" in r.name]
+    clone = resource.inputs
+    assert (clone["source_vmid"], clone["snapshot"]) == (1100, "hub-" + "b" * 32)
+    assert clone["bridge"] == more.outputs["network"]["isolated"]["second"]
     # The Applier only applies on create: it must be replaced when a vnet appears, or the new vnet
     # stays pending and the clone has no bridge to attach to.
     before = dev.one(APPLIER).replacement_trigger
     after = more.one(APPLIER).replacement_trigger
     assert before and after and before != after
-    assert run_program("dev").one(APPLIER).replacement_trigger == before, "stable when nothing changes"
+    again = run_program("dev", edit=lambda c: c.__setitem__("hub:experiments", [first]))
+    assert again.one(APPLIER).replacement_trigger == before, "stable when nothing changes"
     # Nothing already declared moves (no replacement of the existing experiment or the Hub).
     kept = ("faster-gate", "hub-hub")
     old = {(r.type, r.name): r.inputs for r in dev.resources if any(k in r.name for k in kept)}
