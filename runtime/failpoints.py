@@ -6,11 +6,16 @@ step calls ``reached("checkpoint.marked")``. Unless ``HUB_FAILPOINT`` names that
 when it does, the process announces the step on stderr and stops there until it is killed, so the
 kill lands exactly between two side effects. This is the failpoint technique of FoundationDB and
 TiKV; it never changes what the code does, only where it may be frozen.
+
+``HUB_FAILPOINT=checkpoint.marked=pause`` pauses instead: the process announces the step and stops
+itself (SIGSTOP) until the test resumes it (SIGCONT), so a test can act on the world in between (start
+the snapshot task whose answer is then "lost", restart a database) and watch what the process does.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -19,8 +24,14 @@ ENV = "HUB_FAILPOINT"
 
 def reached(name: str) -> None:
     wanted = os.environ.get(ENV)
-    if not wanted or name not in wanted.split(","):
+    if not wanted:
+        return
+    modes = dict(item.partition("=")[::2] for item in wanted.split(","))
+    if name not in modes:
         return
     print(f"failpoint {name} reached (pid {os.getpid()})", file=sys.stderr, flush=True)
+    if modes[name] == "pause":
+        os.kill(os.getpid(), signal.SIGSTOP)  # until the test sends SIGCONT
+        return
     while True:  # frozen until the test kills us
         time.sleep(3600)

@@ -64,12 +64,10 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
     services = Services(settings)
     wait_for_database(services.db, timeout=settings.db_wait_seconds, say=say)
     before, after = services.db.upgrade()
-    say(
-        f"database at {after}"
-        + (f" (migrated from {before or 'an empty database'})" if before != after else "")
-    )
     lease = DbLease(services.db, SERVICE_LEASE, ttl=LEASE_TTL_SECONDS)
-    lease.acquire()  # a second serve on this database stops here, naming the first
+    lease.acquire()  # a second serve on this database stops here, naming the first, in one line
+    migrated = f" (migrated from {before or 'an empty database'})" if before != after else ""
+    say(f"database at {after}{migrated}")
     stop = threading.Event()
     queue: JobQueue | None = None
     scheduler: CheckpointScheduler | None = None

@@ -172,6 +172,7 @@ class CheckpointService:
         def started(task: str) -> None:
             nonlocal upid
             upid = task
+            failpoints.reached("checkpoint.snapshot_posted")  # requested, UPID not stored yet
             self._set(record.uuid, upid=task)
             self.progress(f"snapshot {record.snapname} started: {task}")
             failpoints.reached("checkpoint.snapshot_started")
