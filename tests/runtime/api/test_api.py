@@ -6,42 +6,16 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from runtime.db import Checkpoint
 from runtime.db.models import new_uuid
 from tests.support.hubenv import hub_snapshots, make_env
 from tests.support.service import Service, free_port, make_token
-
-
-@pytest.fixture(params=["postgres+redis", "sqlite+in-process"])
-def service(
-    request: pytest.FixtureRequest, pve: Any, fakepve_cafile: str, tmp_path: Path
-) -> Iterator[Service]:
-    if request.param == "postgres+redis":
-        env = make_env(
-            pve,
-            fakepve_cafile,
-            tmp_path,
-            request.getfixturevalue("postgres_url"),
-            HUB_REDIS_URL=request.getfixturevalue("redis_url"),
-        )
-    else:
-        env = make_env(pve, fakepve_cafile, tmp_path, f"sqlite:///{tmp_path / 'hub.db'}")
-    env.services().db.upgrade()
-    svc = Service(env=env, port=free_port(), token=make_token(env, "tests"))
-    svc.start(HUB_HEALTH_INTERVAL_SECONDS="1")
-    try:
-        yield svc
-    finally:
-        if svc.process is not None:
-            svc.stop()
 
 
 def test_liveness_needs_no_token_and_everything_else_does(service: Service) -> None:
