@@ -12,7 +12,7 @@ from tests.support.hubenv import make_env
 from tests.support.service import Service, free_port, make_token
 
 
-def _serve(env: Any) -> Iterator[Service]:
+def serve(env: Any) -> Iterator[Service]:
     env.services().db.upgrade()
     svc = Service(env=env, port=free_port(), token=make_token(env, "tests"))
     svc.start(HUB_HEALTH_INTERVAL_SECONDS="1")
@@ -38,7 +38,7 @@ def service(
         )
     else:
         env = make_env(pve, fakepve_cafile, tmp_path, f"sqlite:///{tmp_path / 'hub.db'}")
-    yield from _serve(env)
+    yield from serve(env)
 
 
 @pytest.fixture
@@ -46,4 +46,4 @@ def pg_service(
     pve: Any, fakepve_cafile: str, tmp_path: Path, postgres_url: str, redis_url: str
 ) -> Iterator[Service]:
     """The service on its production backends only (for the HTTP edge, which does not depend on them)."""
-    yield from _serve(make_env(pve, fakepve_cafile, tmp_path, postgres_url, HUB_REDIS_URL=redis_url))
+    yield from serve(make_env(pve, fakepve_cafile, tmp_path, postgres_url, HUB_REDIS_URL=redis_url))
