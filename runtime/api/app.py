@@ -1,21 +1,30 @@
 """The FastAPI application: the system routes, every domain's router, auth, error mapping, limits.
 
-Routers are one per noun: the core ones (jobs, audit) and each domain's (``runtime.domains``).
-Shared objects live on ``app.state`` and reach routes through ``runtime.api.deps``.
+Routers are one per noun: the core ones (jobs, audit), each domain's (``runtime.domains``) and the
+status page. Shared objects live on ``app.state`` and reach routes through ``runtime.api.deps``.
+
+The OpenAPI docs (``/docs``, Swagger UI) load their script and stylesheet from ``/static/swagger-ui``
+(vendored from the npm package ``swagger-ui-dist``, Apache-2.0; see its LICENSE and NOTICE there),
+never from a CDN, so they work on the Hub's isolated network. ReDoc is not served: its bundle would
+be a second megabyte of vendored script for the same schema.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime import domains
-from runtime.api import audit, errors, jobs
+from runtime.api import audit, errors, jobs, status
 from runtime.api.deps import API, ERRORS, Caller
 from runtime.api.limits import BodyLimit
 from runtime.api.schemas import HealthDocument
@@ -25,6 +34,8 @@ from runtime.tokens import TokenStore
 from runtime.wiring import Services
 
 MAX_BODY_BYTES = 64 * 1024
+STATIC = Path(__file__).with_name("static")
+SWAGGER = "/static/swagger-ui"
 
 # Sync handlers (database work) run in anyio's thread pool, 40 threads by default. Under load, 40
 # threads fighting over the GIL and the database pool serve fewer requests than a handful do, and
@@ -45,6 +56,9 @@ def create_app(*, services: Services, queue: JobQueue, metrics: Metrics) -> Fast
         version="1",
         summary="Checkpoints, jobs, health and audit of the Hub.",
         lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.services = services
     app.state.queue = queue
@@ -52,6 +66,20 @@ def create_app(*, services: Services, queue: JobQueue, metrics: Metrics) -> Fast
     app.state.metrics = metrics
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="Hub API",
+            swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png",
+            # Swagger UI's default sends the schema to validator.swagger.io for a badge.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     @app.get("/healthz", tags=["system"], summary="Liveness: the process answers (no auth).")
     def healthz() -> dict[str, str]:
@@ -65,6 +93,6 @@ def create_app(*, services: Services, queue: JobQueue, metrics: Metrics) -> Fast
     def prometheus(_: Caller) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    for router in (*domains.routers(), jobs.router, audit.router):
+    for router in (*domains.routers(), jobs.router, audit.router, status.router):
         app.include_router(router)
     return app

@@ -1,17 +1,29 @@
 """``/api/v1/checkpoints`` and ``/api/v1/reconcile``: the checkpoint domain over HTTP.
 
-Reads answer from the database; every change is a job (202 with the job and its ``Location``), so a
-slow Proxmox never holds an HTTP request open.
+Reads answer from the database. A change that touches a snapshot (create, delete, prune) is a job
+(202 with the job and its ``Location``), so a slow Proxmox never holds an HTTP request open. Two
+answers are synchronous on purpose:
+
+- protect/unprotect: one metadata write (the snapshot's description, then the row), quick, and the
+  caller wants to know at once that the checkpoint is safe from retention. It waits for the VM's
+  lock like any change (at most ``HUB_LOCK_WAIT_SECONDS``, then 409); the answer is the checkpoint.
+- the prune preview: the retention decision over the database, nothing changed; what ``POST
+  /checkpoints/prune`` would remove now, and what it keeps and by which rule (as PBS's dry run).
+
+Input is checked here, before any job exists: ``vm_id`` is a JSON integer naming a VM the cluster
+lists (404 otherwise), and ``kind`` is one a person may ask for (``scheduled`` is the scheduler's).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
 from runtime.api.deps import (
     API,
+    BUSY,
     ERRORS,
     NOT_FOUND,
     Caller,
@@ -19,13 +31,23 @@ from runtime.api.deps import (
     Offset,
     QueueDep,
     ServicesDep,
+    VmIdQuery,
     accepted,
     canonical_uuid,
 )
-from runtime.api.schemas import CheckpointPage, CheckpointPublic, JobPublic, PruneRequest
-from runtime.checkpoints.jobs import CreateParams
+from runtime.api.schemas import (
+    CheckpointCreate,
+    CheckpointPage,
+    CheckpointPublic,
+    JobPublic,
+    PrunePreview,
+    PruneRequest,
+)
 from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.records import CheckpointStatus
+from runtime.checkpoints.retention import Candidate, decide
+from runtime.checkpoints.service import CheckpointService
+from runtime.wiring import Services
 
 router = APIRouter(prefix=API, tags=["checkpoints"])
 
@@ -34,15 +56,49 @@ router = APIRouter(prefix=API, tags=["checkpoints"])
 def list_checkpoints(
     _: Caller,
     services: ServicesDep,
+    vm_id: VmIdQuery,
     limit: Limit = 50,
     offset: Offset = 0,
     status_: Annotated[CheckpointStatus | None, Query(alias="status")] = None,
-    vmid: Annotated[int | None, Query(ge=100, le=999_999_999)] = None,
 ) -> dict[str, Any]:
     items, total = CheckpointQueries(services.ready_db()).page(
-        status=status_, vmid=vmid, limit=limit, offset=offset
+        status=status_, vmid=vm_id, limit=limit, offset=offset
     )
     return {"items": [cp.to_public() for cp in items], "total": total, "limit": limit, "offset": offset}
+
+
+# Before ``/checkpoints/{uuid}``: routes match in order, and this path would otherwise be a uuid.
+@router.get(
+    "/checkpoints/prune-preview",
+    response_model=PrunePreview,
+    responses=ERRORS,
+    summary="What a prune would remove now and what it keeps, each with its rule (nothing changes).",
+)
+def prune_preview(actor: Caller, services: ServicesDep, vm_id: VmIdQuery) -> dict[str, Any]:
+    vmid = vm_id if vm_id is not None else services.settings.hub_vmid()
+    svc = CheckpointService.build(services, actor=actor)
+    policy = svc.policy()
+    # What would go comes from the service itself (the same plan a prune job applies).
+    going = {item.checkpoint.uuid: item.to_public() for item in svc.prune(vmid=vmid, dry_run=True)}
+    completed = CheckpointQueries(services.ready_db()).list(status=CheckpointStatus.COMPLETED, vmid=vmid)
+    rules = {
+        d.id: d.reason
+        for d in decide(
+            [Candidate(id=c.uuid, at=c.created_at, protected=c.protected) for c in completed], policy
+        )
+        if d.keep
+    }
+    kept = [
+        {**c.to_public(), "keep": True, "rule": rules.get(c.uuid, "kept")}
+        for c in completed
+        if c.uuid not in going
+    ]
+    return {
+        "vm_id": vmid,
+        "policy": asdict(policy),
+        "prune": list(going.values()),
+        "keep": kept,
+    }
 
 
 @router.get("/checkpoints/{uuid}", response_model=CheckpointPublic, responses=NOT_FOUND)
@@ -51,13 +107,43 @@ def show_checkpoint(_: Caller, services: ServicesDep, uuid: str) -> dict[str, An
     return queries.show(canonical_uuid(uuid, what="checkpoint uuid")).to_public()
 
 
-@router.post("/checkpoints", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=ERRORS)
+@router.post(
+    "/checkpoints", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=NOT_FOUND
+)
 def create_checkpoint(
-    actor: Caller, queue: QueueDep, body: CreateParams, response: Response
+    actor: Caller, services: ServicesDep, queue: QueueDep, body: CheckpointCreate, response: Response
 ) -> dict[str, Any]:
+    if body.vm_id is not None:
+        services.vms.locate(body.vm_id)  # an unknown VM is 404 now, not a failed job later
+    params = {"kind": body.kind, "reason": body.reason, "vmid": body.vm_id}
     return accepted(
-        queue, response, "checkpoint.create", body.model_dump(mode="json", exclude_none=True), actor
+        queue, response, "checkpoint.create", {k: v for k, v in params.items() if v is not None}, actor
     )
+
+
+@router.post(
+    "/checkpoints/{uuid}/protect",
+    response_model=CheckpointPublic,
+    responses=BUSY,
+    summary="Exempt a completed checkpoint from retention (synchronous; idempotent).",
+)
+def protect(actor: Caller, services: ServicesDep, uuid: str) -> dict[str, Any]:
+    return _protect(services, actor, uuid, protected=True)
+
+
+@router.post(
+    "/checkpoints/{uuid}/unprotect",
+    response_model=CheckpointPublic,
+    responses=BUSY,
+    summary="Make a checkpoint subject to retention again (synchronous; idempotent).",
+)
+def unprotect(actor: Caller, services: ServicesDep, uuid: str) -> dict[str, Any]:
+    return _protect(services, actor, uuid, protected=False)
+
+
+def _protect(services: Services, actor: str, uuid: str, *, protected: bool) -> dict[str, Any]:
+    svc = CheckpointService.build(services, actor=actor)
+    return svc.protect(canonical_uuid(uuid, what="checkpoint uuid"), protected=protected).to_public()
 
 
 @router.delete(
@@ -75,7 +161,10 @@ def delete_checkpoint(
     "/checkpoints/prune", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=ERRORS
 )
 def prune(actor: Caller, queue: QueueDep, body: PruneRequest, response: Response) -> dict[str, Any]:
-    return accepted(queue, response, "checkpoint.prune", body.model_dump(), actor)
+    params: dict[str, Any] = {"dry_run": body.dry_run}
+    if body.vm_id is not None:
+        params["vmid"] = body.vm_id
+    return accepted(queue, response, "checkpoint.prune", params, actor)
 
 
 @router.post("/reconcile", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=ERRORS)

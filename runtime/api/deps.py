@@ -11,10 +11,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 
 from runtime.api.errors import Unauthorized
 from runtime.api.schemas import ErrorBody
-from runtime.errors import NotFoundError
+from runtime.errors import NotFoundError, UsageError
 from runtime.jobs.queue import JobQueue
 from runtime.tokens import TokenStore
 from runtime.wiring import Services
@@ -47,8 +48,34 @@ ServicesDep = Annotated[Services, Depends(_services)]
 QueueDep = Annotated[JobQueue, Depends(_queue)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+
+def _decimal_digits(value: Any) -> Any:
+    # A query value is text; int's lax parsing would also take "100.0", " 100" and "1_000".
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in decimal digits")
+    return value
+
+
+_VmIdParam = Annotated[int | None, BeforeValidator(_decimal_digits)]
+
+
+def vm_id_query(
+    vm_id: Annotated[_VmIdParam, Query(ge=100, le=999_999_999, description="Only this VM.")] = None,
+    vmid: Annotated[
+        _VmIdParam, Query(ge=100, le=999_999_999, deprecated=True, description="Old name of `vm_id`.")
+    ] = None,
+) -> int | None:
+    """``?vm_id=`` (and the first wave's ``?vmid=``, still accepted)."""
+    if vm_id is not None and vmid is not None and vm_id != vmid:
+        raise UsageError(f"vm_id={vm_id} and vmid={vmid} name different VMs; give one")
+    return vm_id if vm_id is not None else vmid
+
+
+VmIdQuery = Annotated[int | None, Depends(vm_id_query)]
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": ErrorBody}}
+BUSY: dict[int | str, dict[str, Any]] = {**NOT_FOUND, 409: {"model": ErrorBody}, 502: {"model": ErrorBody}}
 
 
 def accepted(

@@ -1,16 +1,18 @@
-"""Request body limit as plain ASGI middleware: refuse early on Content-Length, and count the bytes
-of bodies without one (chunked), so a client cannot stream an unbounded body into the service."""
+"""Request body limit as plain ASGI middleware.
+
+A body that declares its length is refused at once when the declaration is over the limit (the HTTP
+server then holds the client to that length). A body without one (``Transfer-Encoding: chunked``) is
+read here, counting, before the application sees any of it: over the limit it is refused with 413
+there and then, under it the application gets it whole. Counting inside the application's own
+``receive`` instead does not work: FastAPI turns any exception raised while it reads a body into
+``400 There was an error parsing the body``. The buffer is at most the limit (a few KiB of JSON).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class BodyLimit:
@@ -24,28 +26,41 @@ class BodyLimit:
             return
         headers: dict[bytes, bytes] = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send)
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.max_bytes:
+                await self._refuse(send)
+                return
+            await self.app(scope, receive, send)
             return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge()
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away before its body ended: nobody to answer
+            chunk: bytes = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counted, send)
-        except BodyTooLarge:
-            await self._refuse(send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        body: dict[str, Any] = {"error": "too_large", "detail": f"request body over {self.max_bytes} bytes"}
-        payload = json.dumps(body).encode()
+        payload = json.dumps(
+            {"error": "too_large", "detail": f"request body over {self.max_bytes} bytes"}
+        ).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -53,6 +68,8 @@ class BodyLimit:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(payload)).encode()),
+                    # The rest of the body is never read: the connection cannot be reused.
+                    (b"connection", b"close"),
                 ],
             }
         )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool
 
 from runtime.checkpoints.records import CheckpointKind, CheckpointStatus
 from runtime.db import JobState
@@ -32,10 +32,49 @@ class CheckpointPage(BaseModel):
     offset: int
 
 
+# A VM id in a body: a JSON integer in PVE's range, nothing that merely converts to one (``1e3``,
+# ``"100"``, ``true``). ``vm_id`` is the name everywhere; ``vmid`` (the first wave's) still works.
+VmIdField = Annotated[
+    int | None,
+    Field(
+        default=None,
+        ge=100,
+        le=999_999_999,
+        strict=True,
+        validation_alias=AliasChoices("vm_id", "vmid"),
+        description="The VM (default: the Hub's own). `vmid` is accepted as an alias.",
+    ),
+]
+
+# What an operator may ask for by hand: ``scheduled`` is the scheduler's and ``imported`` reconcile's.
+ManualKind = Literal["manual", "pre-operation", "emergency"]
+
+
+class CheckpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ManualKind = "manual"
+    reason: str | None = Field(default=None, max_length=500)
+    vm_id: VmIdField = None
+
+
 class PruneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dry_run: bool = False
+    dry_run: StrictBool = False
+    vm_id: VmIdField = None
+
+
+class PruneItemPublic(CheckpointPublic):
+    keep: bool
+    rule: str  # the keep-* rule that keeps it, "protected", or "pruned"
+
+
+class PrunePreview(BaseModel):
+    vm_id: int
+    policy: dict[str, int]
+    prune: list[PruneItemPublic]
+    keep: list[PruneItemPublic]
 
 
 class JobPublic(BaseModel):
