@@ -26,7 +26,10 @@ def reached(name: str) -> None:
     wanted = os.environ.get(ENV)
     if not wanted:
         return
-    modes = dict(item.partition("=")[::2] for item in wanted.split(","))
+    modes: dict[str, str] = {}
+    for item in wanted.split(","):
+        point, _, mode = item.partition("=")
+        modes[point] = mode
     if name not in modes:
         return
     print(f"failpoint {name} reached (pid {os.getpid()})", file=sys.stderr, flush=True)
