@@ -22,8 +22,6 @@ from runtime.errors import HubError
 from runtime.wiring import Services
 
 ORDER = {"healthy": 0, "degraded": 1, "critical": 2}
-# A checkpoint still 'creating' after this long is stuck (its process died): reconcile resolves it.
-STUCK_AFTER = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +76,10 @@ def _checkpoints(services: Services, now: datetime) -> Check:
             .select_from(Checkpoint)
             .where(
                 Checkpoint.status == CheckpointStatus.CREATING.value,
-                Checkpoint.created_at < now - STUCK_AFTER,
+                # Longer than any checkpoint can take under the configured bounds: its process died
+                # (the service's periodic reconcile settles it; so does `hubctl reconcile`).
+                Checkpoint.created_at
+                < now - timedelta(seconds=services.settings.longest_vm_operation_seconds),
             )
         )
         last = s.scalar(
@@ -108,15 +109,32 @@ def _redis(services: Services) -> Check:
     import redis
     from redis.exceptions import RedisError
 
+    from runtime.locks import RedisLocks, held_since
+
     assert services.settings.redis_url is not None
     try:
         client = redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
             services.settings.redis_url, socket_connect_timeout=3, socket_timeout=3
         )
         client.ping()  # pyright: ignore[reportUnknownMemberType]
+        locks = services.locks
+        holders = locks.holders() if isinstance(locks, RedisLocks) else []
     except RedisError as exc:
         return Check("redis", "critical", f"unreachable: {exc}")
-    return Check("redis", "healthy", "reachable")
+    # A lock held longer than any operation can take is stale (its release was lost): say so, since
+    # every operation on that VM is refused until it goes.
+    limit = services.settings.longest_vm_operation_seconds
+    now = datetime.now(UTC).timestamp()
+    stale = [
+        f"{name} held for {now - since:.0f}s by {token.rsplit(':', 1)[0]}"
+        for name, token in holders
+        if (since := held_since(token)) is not None and now - since > limit
+    ]
+    if stale:
+        return Check(
+            "redis", "degraded", f"reachable; lock held longer than an operation can take: {stale[0]}"
+        )
+    return Check("redis", "healthy", f"reachable; {len(holders)} lock(s) held")
 
 
 def _proxmox(services: Services) -> Check:

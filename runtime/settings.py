@@ -192,6 +192,19 @@ class Settings(BaseSettings):
             return self.checkpoint_schedule
         return "0 0 * * *" if self.environment is Environment.PRODUCTION else "manual"
 
+    @property
+    def longest_vm_operation_seconds(self) -> float:
+        """The longest one operation on a VM can take while holding its lock, from the bounds above:
+        a snapshot task and the removal of a partial one (each up to the task timeout), waiting out a
+        backup's config lock, transient retries, and a minute for everything else. A checkpoint
+        'creating' for longer is stuck; a lock held for longer is stale."""
+        return (
+            2 * self.task_timeout_seconds
+            + self.locked_retry_seconds
+            + 2 * self.transient_retry_seconds
+            + 60.0
+        )
+
     def proxmox_access(self) -> ProxmoxAccess:
         """How to reach Proxmox, and nothing about which VM: enough for the sentinel (outside the Hub)
         and for code acting on many VMs. Fails naming the first missing setting."""
