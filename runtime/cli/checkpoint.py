@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from runtime.checkpoints.records import CheckpointKind, CheckpointStatus
-from runtime.cli import output
+from runtime.cli import output, process
 from runtime.cli.common import (
     JsonOption,
     VmidOption,
@@ -184,6 +184,7 @@ def schedule(
     if show_only or upcoming is None:
         output.emit(doc, f"schedule {doc['schedule']} (UTC); next: {doc['next'] or 'never (manual)'}")
         return
+    process.long_running()
     svc = CheckpointService.build(services, actor="scheduler", progress=progress_printer(False))
     # A scheduler is a long-running Hub process: start from a database that agrees with Proxmox.
     report = Reconciler.build(services, actor="scheduler").run()
