@@ -82,3 +82,26 @@ def test_a_long_running_command_gets_the_collector_back() -> None:
         "process.end(0)\n",
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_command_that_stays_up_says_so() -> None:
+    """A command that runs until stopped must turn the collector back on and keep the normal exit;
+    the ones interfaces.md names (today's and those to come) are found by name in the whole tree."""
+    import inspect
+
+    import typer
+
+    from runtime.cli import app
+
+    stays_up = {"serve", "lab", "schedule", "worker", "watch"}
+    root = typer.main.get_command(app)
+    ctx = typer.Context(root)
+    found: list[str] = []
+    for name in root.list_commands(ctx):  # pyright: ignore[reportAttributeAccessIssue]
+        command = root.get_command(ctx, name)  # pyright: ignore[reportAttributeAccessIssue]
+        subs = getattr(command, "commands", {name: command})
+        for sub_name, sub in subs.items():
+            if sub_name in stays_up and sub.callback is not None:
+                found.append(sub_name)
+                assert "process.long_running()" in inspect.getsource(sub.callback), sub_name
+    assert {"serve", "lab", "schedule"} <= set(found)
