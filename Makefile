@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README):
 #   make lab    set up, then run the Hub on the embedded default against a local Proxmox simulator
 #   make test   set up (Python deps, PostgreSQL, Redis), start the servers, lint, type-check, test
-.PHONY: lab test setup lint typecheck pytest bench clean
+.PHONY: lab test setup lint typecheck pytest bench bench-cli clean
 
 lab: setup
 	.venv/bin/hubctl lab $(LAB_ARGS)
@@ -31,6 +31,10 @@ pytest:
 
 bench: setup
 	.venv/bin/python -m benchmarks.checkpoint --write docs/benchmarks-checkpoint.md
+
+# hubctl start-up and long lists against a bare typer app (and the code before issue 9's CLI work).
+bench-cli: setup
+	.venv/bin/python -m benchmarks.cli_startup --runs 7 --before 3867db5 --write docs/performance.md
 
 clean:
 	scripts/services.sh stop || true

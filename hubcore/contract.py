@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
-
 MANUAL = "manual"
 SCHEDULE_TIMEZONE = "UTC"
 SNAPSHOT_NAME_MAX = 40
@@ -91,6 +89,10 @@ def validate_schedule(value: str) -> str:
     """`manual`, or a 5-field cron expression in UTC, parsed by the runtime's own scheduler, that fires."""
     if value == MANUAL:
         return value
+    # Imported here, not at the top: every settings load runs this module, and most Hubs' schedule
+    # is `manual` or unset, which needs no scheduler (~60 ms of imports on each `hubctl` call).
+    from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
+
     problem: str | None = None
     try:
         trigger = CronTrigger.from_crontab(value, timezone=SCHEDULE_TIMEZONE)  # pyright: ignore[reportUnknownMemberType]

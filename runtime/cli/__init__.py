@@ -5,19 +5,20 @@ expected failure prints one line, never a traceback.
 
 This module is what every ``hubctl`` call imports, so it stays small: sub-apps (``db``, ``token``
 and every domain's, from ``runtime.domains``) are loaded only when named (see lazy.py), and each
-command imports what it needs inside its body.
+command imports what it needs inside its body. ``main`` runs short commands without the cyclic
+collector and ends them without the interpreter's teardown; a command that stays up (or starts
+threads it must see finish) calls ``process.long_running()`` first (see process.py).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from runtime import domains
-from runtime.cli import output
+from runtime.cli import output, process
 from runtime.cli.common import JsonOption, VmidOption, services_from_settings
 from runtime.cli.lazy import LazyGroup
 from runtime.errors import HubError, UsageError
@@ -76,6 +77,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
 ) -> None:
     """Run the Hub service: HTTP API, job workers, scheduler and health loop (Ctrl-C/SIGTERM stops)."""
+    process.long_running()
     from runtime.serve import serve as run_service
     from runtime.settings import load_settings
 
@@ -91,6 +93,7 @@ def lab(
     ),
 ) -> None:
     """The whole Hub on this machine against a local Proxmox simulator (SQLite, in-process jobs)."""
+    process.long_running()
     from runtime.lab.walkthrough import run as run_lab
 
     code = run_lab(once=once, root=state_dir.resolve(), console=output.console)
@@ -99,7 +102,9 @@ def lab(
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.exit(run(argv))
+    """The ``hubctl`` entry point: ``run`` inside a process that starts and ends cheaply (process.py)."""
+    process.start()
+    process.end(run(argv))
 
 
 def run(argv: list[str] | None = None) -> int:

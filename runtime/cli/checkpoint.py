@@ -12,8 +12,15 @@ from typing import Annotated
 import typer
 
 from runtime.checkpoints.records import CheckpointKind, CheckpointStatus
-from runtime.cli import output
-from runtime.cli.common import JsonOption, VmidOption, progress_printer, services_from_settings
+from runtime.cli import output, process
+from runtime.cli.common import (
+    JsonOption,
+    VmidOption,
+    database_from_settings,
+    progress_printer,
+    services_from_settings,
+)
+from runtime.cli.listing import DEFAULT_LIMIT
 from runtime.errors import UsageError
 
 app = typer.Typer(
@@ -57,16 +64,35 @@ def list_(
         CheckpointStatus | None, typer.Option("--status", help="Only checkpoints in this state.")
     ] = None,
     vmid: VmidOption = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, max=1_000_000)] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            max=1_000_000,
+            help=f"At most this many (text output shows {DEFAULT_LIMIT} unless told; --json shows all).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Checkpoints, newest first."""
     from runtime.checkpoints.queries import CheckpointQueries
 
     output.set_json(json_output)
-    queries = CheckpointQueries(services_from_settings().ready_db())
-    rows = [cp.to_public() for cp in queries.list(status=status, vmid=vmid, limit=limit)]
-    output.emit({"checkpoints": rows}, output.checkpoint_table(rows) if rows else "no checkpoints")
+    queries = CheckpointQueries(database_from_settings())
+    if json_output:
+        rows = [cp.to_public() for cp in queries.list(status=status, vmid=vmid, limit=limit)]
+        output.emit({"checkpoints": rows})
+        return
+    # Text is read by a person: a page and the count, not 10,000 lines (see listing.py).
+    page, total = queries.page(status=status, vmid=vmid, limit=limit or DEFAULT_LIMIT)
+    rows = [cp.to_public() for cp in page]
+    output.emit(
+        {"checkpoints": rows},
+        output.checkpoint_listing(rows, title="checkpoints", total=total, more="--limit N or --json for all")
+        if rows
+        else "no checkpoints",
+    )
 
 
 @app.command()
@@ -75,7 +101,7 @@ def show(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     from runtime.checkpoints.queries import CheckpointQueries
 
     output.set_json(json_output)
-    cp = CheckpointQueries(services_from_settings().ready_db()).show(_uuid(uuid)).to_public()
+    cp = CheckpointQueries(database_from_settings()).show(_uuid(uuid)).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -130,7 +156,9 @@ def prune(
     verb = "would prune" if dry_run else "pruned"
     output.emit(
         {"dry_run": dry_run, "policy": dataclasses.asdict(svc.policy()), "pruned": gone},
-        output.checkpoint_table(gone, title=f"{verb} {len(gone)} checkpoint(s)")
+        output.checkpoint_listing(
+            gone[:DEFAULT_LIMIT], title=f"{verb} {len(gone)} checkpoint(s)", total=len(gone)
+        )
         if gone
         else f"{verb} nothing",
     )
@@ -156,6 +184,7 @@ def schedule(
     if show_only or upcoming is None:
         output.emit(doc, f"schedule {doc['schedule']} (UTC); next: {doc['next'] or 'never (manual)'}")
         return
+    process.long_running()
     svc = CheckpointService.build(services, actor="scheduler", progress=progress_printer(False))
     # A scheduler is a long-running Hub process: start from a database that agrees with Proxmox.
     report = Reconciler.build(services, actor="scheduler").run()

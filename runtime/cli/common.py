@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from runtime.db import Database
     from runtime.wiring import Services
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
@@ -22,6 +23,21 @@ def services_from_settings() -> Services:
     from runtime.wiring import Services
 
     return Services(load_settings())
+
+
+def database_from_settings() -> Database:
+    """The database at head, for commands that only read or write rows (no Proxmox, no lock).
+
+    The same settings and the same ``ensure_ready`` as ``services_from_settings().ready_db()``, without
+    importing ``runtime.wiring``: that module builds the Proxmox client and the VM lock too, and
+    importing them (requests, urllib3, redis with its OpenTelemetry hooks) costs ~150 ms per call.
+    """
+    from runtime.db.session import Database
+    from runtime.settings import load_settings
+
+    db = Database.from_settings(load_settings())
+    db.ensure_ready()
+    return db
 
 
 def progress_printer(json_output: bool) -> Callable[[str], None]:

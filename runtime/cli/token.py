@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from runtime.cli import output
-from runtime.cli.common import JsonOption, services_from_settings
+from runtime.cli.common import JsonOption, database_from_settings
 
 if TYPE_CHECKING:
     from runtime.tokens import TokenStore
@@ -18,7 +18,7 @@ app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 def _store() -> TokenStore:
     from runtime.tokens import TokenStore
 
-    return TokenStore(services_from_settings().ready_db())
+    return TokenStore(database_from_settings())
 
 
 @app.command("create")

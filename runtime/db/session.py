@@ -1,24 +1,38 @@
-"""Engine and session factory, and the migration entry points (Alembic)."""
+"""Engine and session factory, and the migration entry points (Alembic).
+
+Every read command asks "is the schema at head?" (``ensure_ready``) before it reads. Alembic's
+script machinery costs ~80 ms to import, more than the read itself, so that question is answered
+without it: the database's revision is one plain ``SELECT`` of ``alembic_version``, and the code's
+head is read from the ``revision``/``down_revision`` lines of the files in ``migrations/versions``.
+Alembic is imported only to migrate, and whenever that cheap reading is not certain (a branched
+history, several revisions in the table), so its answer and its errors stay the reference
+(tests/runtime/cli/test_startup_costs.py checks both readings agree).
+"""
 
 from __future__ import annotations
 
+import atexit
+import re
+import weakref
 from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from runtime.errors import DatabaseError, SettingsError
 from runtime.settings import Settings
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version"  # Alembic's default; env.py does not change it
+# `revision = "0002"` / `down_revision = "0001"` (or None): how Alembic's template writes them.
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
 class Database:
@@ -32,6 +46,7 @@ class Database:
             raise SettingsError("HUB_DATABASE_URL", f"cannot use {_safe_url(url)}: {exc}") from None
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         self._ready = False
+        _LIVE.add(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -51,6 +66,8 @@ class Database:
             raise DatabaseError(f"database error ({_safe_url(self.url)}): {_first_line(exc.orig)}") from None
 
     def alembic_config(self) -> Config:
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["engine"] = self.engine
@@ -58,6 +75,8 @@ class Database:
 
     def upgrade(self) -> tuple[str | None, str]:
         """Apply every pending migration; returns (revision before, revision after). Idempotent."""
+        from alembic import command
+
         before = self.current_revision()
         try:
             command.upgrade(self.alembic_config(), "head")
@@ -66,14 +85,27 @@ class Database:
         return before, self.head_revision()
 
     def current_revision(self) -> str | None:
+        """The revision in ``alembic_version`` (None on an empty database), as Alembic reads it."""
         try:
             with self.engine.connect() as conn:
+                if not self.engine.dialect.has_table(conn, VERSION_TABLE):
+                    return None
+                rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+                if len(rows) <= 1:
+                    return rows[0] if rows else None
+                from alembic.runtime.migration import MigrationContext  # its error for several heads
+
                 return MigrationContext.configure(conn).get_current_revision()
         except OperationalError as exc:
             raise DatabaseError(f"cannot reach {_safe_url(self.url)}: {_first_line(exc.orig)}") from None
 
     def head_revision(self) -> str:
-        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        """The newest migration of the code: read from the versions folder, Alembic if that is unsure."""
+        head = read_head_revision(MIGRATIONS / "versions")
+        if head is None:
+            from alembic.script import ScriptDirectory
+
+            head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
         assert head is not None
         return head
 
@@ -97,6 +129,39 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# Every Database still referenced, closed at exit: a short hubctl command ends with os._exit after the
+# atexit hooks (runtime/cli/process.py), so pooled connections are closed here rather than by the
+# interpreter's teardown (a clean goodbye to PostgreSQL; SQLite checkpoints its WAL on close).
+_LIVE: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+@atexit.register
+def _dispose_all() -> None:
+    for db in list(_LIVE):
+        db.dispose()
+
+
+def read_head_revision(versions: Path) -> str | None:
+    """The one revision no other migration revises, from each file's ``revision``/``down_revision``
+    lines; None when that is not one plain string (merges, branches, unusual files): ask Alembic."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in versions.glob("*.py"):
+        found: dict[str, str] = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        revision, down = found.get("revision", ""), found.get("down_revision", "")
+        if not _is_plain_string(revision) or not (down == "None" or _is_plain_string(down)):
+            return None
+        revisions.add(revision[1:-1])
+        if down != "None":
+            revised.add(down[1:-1])
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 and revised <= revisions else None
+
+
+def _is_plain_string(literal: str) -> bool:
+    return re.fullmatch(r"""(["'])[A-Za-z0-9_]+\1""", literal) is not None
 
 
 def _make_engine(url: str) -> Engine:
