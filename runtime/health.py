@@ -109,7 +109,8 @@ def _redis(services: Services) -> Check:
     import redis
     from redis.exceptions import RedisError
 
-    from runtime.locks import RedisLocks, held_since
+    from runtime.locks import held_since
+    from runtime.redis_lock import RedisLocks
 
     assert services.settings.redis_url is not None
     try:

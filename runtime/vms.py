@@ -12,9 +12,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from hubcore.proxmox import ProxmoxClient, VmRef, VmResource
 from runtime.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from hubcore.proxmox import ProxmoxClient, VmRef, VmResource
 
 # Long enough that a fleet operation over hundreds of VMs lists the cluster once, short enough that
 # a VM migrated a moment ago is found on its new node at the next operation.

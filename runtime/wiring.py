@@ -9,13 +9,16 @@ imports no domain. Nothing here reads the environment: settings arrive loaded an
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from hubcore.proxmox import ProxmoxClient
 from runtime.db import Database
 from runtime.identity import verify_identity
-from runtime.locks import FileLocks, RedisLocks, locks_for
+from runtime.locks import VmLocks, locks_for
 from runtime.settings import Settings
 from runtime.vms import VmLocator
+
+if TYPE_CHECKING:
+    from hubcore.proxmox import ProxmoxClient
 
 
 class Services:
@@ -30,11 +33,13 @@ class Services:
 
     @cached_property
     def proxmox(self) -> ProxmoxClient:
+        from hubcore.proxmox import ProxmoxClient  # requests, urllib3, proxmoxer: only when used
+
         verify_identity(self.settings)
         return ProxmoxClient.from_access(self.settings.proxmox_access())
 
     @cached_property
-    def locks(self) -> FileLocks | RedisLocks:
+    def locks(self) -> VmLocks:
         return locks_for(self.settings)
 
     @cached_property

@@ -193,3 +193,12 @@ def test_health_reports_each_check(sqlite_hubenv: HubEnv, pve: Any) -> None:
     prod = sqlite_hubenv.run("health", "--json", HUB_ENVIRONMENT="production")
     checks = {c["name"]: c for c in json.loads(prod.stdout)["checks"]}
     assert checks["checkpoints"]["status"] == "degraded"  # scheduled, but none completed yet
+
+
+def test_the_readme_settings_table_is_generated_from_the_model() -> None:
+    """Every HUB_* setting the code reads is in the README, as the model says (no drift)."""
+    from runtime import settings_table
+
+    assert settings_table.readme_block(settings_table.README.read_text(encoding="utf-8")) == (
+        settings_table.render()
+    ), "README settings table is stale: run python -m runtime.settings_table --write"
