@@ -211,6 +211,9 @@ def _reconcile_loop(services: Services, queue: JobQueue, settings: Settings, sto
             orphans = queue.sweep_orphans()
             if orphans:
                 log.warning("%d job(s) whose worker is gone marked interrupted", len(orphans))
+            resent = queue.resend_stale()
+            if resent:
+                log.warning("%d job(s) queued for long without a worker sent again", len(resent))
             if settings.proxmox_configured and settings.vmid is not None:
                 _reconcile_once(services)
         except HubError as exc:

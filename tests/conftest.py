@@ -7,6 +7,7 @@ fakepve is AGPL: it is used here as a fixture only (its pytest plugin serves it 
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,10 +56,14 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis database on the real server, flushed before and after."""
+    """A Redis database on the real server, flushed before and after.
+
+    Each pytest process takes its own database number (1-15, by pid), so that two test runs on one
+    server (a developer's and a helper's) do not flush each other's queued jobs."""
     import redis
 
-    url = need("HUB_TEST_REDIS_URL")
+    base = need("HUB_TEST_REDIS_URL")
+    url = base.rsplit("/", 1)[0] + f"/{os.getpid() % 15 + 1}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
@@ -30,6 +31,8 @@ from runtime.wiring import Services
 
 log = logging.getLogger(__name__)
 QUEUE = "hub"
+# A queued job no worker took for this long has probably lost its message: it is sent again.
+STALE_QUEUED = timedelta(minutes=2)
 ACTOR = "hub_job"
 
 
@@ -97,6 +100,14 @@ class JobQueue:
     def running_ids(self) -> frozenset[str]:
         with self._running_lock:
             return frozenset(self._running)
+
+    def resend_stale(self, *, older_than: timedelta = STALE_QUEUED) -> list[str]:
+        """Send again the jobs queued for long without a worker taking them: their message was lost
+        (Redis restarted without its data, or flushed). The claim makes a duplicate harmless."""
+        stale = self.store.queued_ids(older_than=older_than)
+        for job_id in stale:
+            self.actor.send(job_id)
+        return stale
 
     def sweep_orphans(self) -> list[str]:
         """Fail the jobs marked running whose worker is gone (not this process: the service lease

@@ -8,7 +8,7 @@ entry: the trail never says a job ended that did not, nor misses one that did.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
@@ -113,11 +113,13 @@ class JobStore:
             rows = s.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset))
             return [j.to_public() for j in rows], int(s.scalar(count) or 0)
 
-    def queued_ids(self) -> list[str]:
+    def queued_ids(self, *, older_than: timedelta | None = None) -> list[str]:
+        """Jobs still queued, oldest first (only those queued longer than ``older_than``, if given)."""
+        query = select(Job.id).where(Job.state == JobState.QUEUED.value)
+        if older_than is not None:
+            query = query.where(Job.created_at < datetime.now(UTC) - older_than)
         with self.db.session() as s:
-            return list(
-                s.scalars(select(Job.id).where(Job.state == JobState.QUEUED.value).order_by(Job.created_at))
-            )
+            return list(s.scalars(query.order_by(Job.created_at)))
 
     def fail_interrupted(self, *, keep: frozenset[str] = frozenset()) -> list[str]:
         """Jobs left 'running' by a worker that is gone, except those in ``keep`` (this process's own

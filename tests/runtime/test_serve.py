@@ -115,3 +115,31 @@ def test_a_token_with_a_control_character_is_refused_without_printing_it(sqlite_
         assert result.returncode == 2
         assert "HUB_PROXMOX_API_TOKEN" in one_line_error(result.stderr)
         assert secret not in result.stderr + result.stdout
+
+
+def test_a_queued_job_whose_message_was_lost_is_sent_again(sqlite_hubenv: HubEnv, pve: Any) -> None:
+    """Queued long ago with no message (Redis lost it): the service sends it again and it runs."""
+    from datetime import timedelta
+
+    svc = _service(sqlite_hubenv, HUB_RECONCILE_INTERVAL_SECONDS="1")
+    lost = str(uuid.uuid4())
+    try:
+        with sqlite_hubenv.services().db.session() as s:
+            s.add(
+                Job(
+                    id=lost,
+                    kind="reconcile",
+                    params={},
+                    state="queued",
+                    actor="api:tests",
+                    progress=[],
+                    created_at=datetime.now(UTC) - timedelta(minutes=5),
+                )
+            )
+        job = _until(
+            lambda: (j := svc.get(f"/api/v1/jobs/{lost}").json())["state"] == "succeeded" and j,
+            what="the lost job to be sent again and run",
+        )
+        assert job["result"]["vm_id"] == 100
+    finally:
+        svc.stop()
