@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Self, cast
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -40,6 +48,22 @@ WEEK = 7 * 24 * 3600.0
 Seconds = Annotated[float, Field(ge=0, le=WEEK, allow_inf_nan=False)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=WEEK, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=100_000)]
+
+LABEL = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+class RetentionRule(BaseModel):
+    """One label's retention (``HUB_RETENTION``): PBS's keep-* counts plus keep-within-days."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keep_last: Count = 0
+    keep_hourly: Count = 0
+    keep_daily: Count = 0
+    keep_weekly: Count = 0
+    keep_monthly: Count = 0
+    keep_within_days: Count = 0
+
 
 # user@realm!tokenid=secret, as pveum prints it. Strict on purpose: a control character (a `\r` from
 # a CRLF env file) or a space would otherwise pass here and surface later inside an HTTP library's
@@ -72,6 +96,11 @@ class Settings(BaseSettings):
     keep_daily: Count = 14
     keep_weekly: Count = 8
     keep_monthly: Count = 6
+    # Per-label retention, as JSON: {"manual": {"keep_last": 5}, "daily": {"keep_daily": 7}}. A label
+    # not named keeps its default (see CheckpointService.policy).
+    retention: dict[str, RetentionRule] = Field(default_factory=lambda: dict[str, RetentionRule]())
+    # Scheduled checkpoints save the VM's RAM too (PVE's vmstate; cv4pve-autosnap's --state).
+    checkpoint_vmstate: bool = False
 
     # How long a second checkpoint request waits for the VM's checkpoint lock before it is refused.
     lock_wait_seconds: Seconds = 30.0
@@ -112,6 +141,14 @@ class Settings(BaseSettings):
     def _valid_schedule(cls, value: str | None) -> str | None:
         # The rule hubinfra applies to hub:checkpoints.schedule, so what it accepts boots here.
         return None if value is None else validate_schedule(value)
+
+    @field_validator("retention")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, RetentionRule]) -> dict[str, RetentionRule]:
+        for label in value:
+            if not LABEL.fullmatch(label):
+                raise ValueError(f"label {label!r}: lowercase letters, digits and '-', at most 32")
+        return value
 
     @field_validator("proxmox_api_token")
     @classmethod

@@ -43,6 +43,12 @@ MEANING: dict[str, tuple[str, str | None]] = {
     "keep_daily": ("retention: daily buckets kept", None),
     "keep_weekly": ("retention: ISO-weekly buckets kept", None),
     "keep_monthly": ("retention: monthly buckets kept", None),
+    "retention": (
+        'per-label retention as JSON, e.g. `{"manual": {"keep_last": 5}, "daily": {"keep_daily": 7}}`; '
+        "keys: `keep_last`, `keep_hourly`, `keep_daily`, `keep_weekly`, `keep_monthly`, `keep_within_days`",
+        "scheduled: the `HUB_KEEP_*` above; manual: keep 10; pre-operation: 14 days; emergency: 30 days",
+    ),
+    "checkpoint_vmstate": ("scheduled checkpoints save the VM's RAM too (a rollback resumes it)", None),
     "lock_wait_seconds": ("how long a second operation on a VM waits for its lock", None),
     "task_timeout_seconds": (
         "bound on waiting for one Proxmox task (a slower one is left to reconcile)",

@@ -204,7 +204,14 @@ class ProxmoxClient(VmOperations):
     # ----------------------------------------------------------------- writes
 
     def create_snapshot(
-        self, node: str, vmid: int, *, name: str, description: str, check_existing: bool = False
+        self,
+        node: str,
+        vmid: int,
+        *,
+        name: str,
+        description: str,
+        check_existing: bool = False,
+        vmstate: bool = False,
     ) -> str | None:
         """Start a snapshot task; returns its UPID, or None if the snapshot turned out to exist already
         (a previous attempt's answer was lost in transit)."""
@@ -217,7 +224,11 @@ class ProxmoxClient(VmOperations):
                 s.name == name for s in self.list_snapshots(node, vmid)
             ):
                 return None
-            return str(self._api.nodes(node).qemu(vmid).snapshot.post(snapname=name, description=description))
+            # vmstate=1 also saves the RAM (qemu-server PVE/API2/Qemu.pm snapshot): a rollback resumes it.
+            params: dict[str, str | int] = {"snapname": name, "description": description}
+            if vmstate:
+                params["vmstate"] = 1
+            return str(self._api.nodes(node).qemu(vmid).snapshot.post(**params))
 
         return self._retrying(post)
 
@@ -229,6 +240,7 @@ class ProxmoxClient(VmOperations):
         name: str,
         description: str,
         timeout: float,
+        vmstate: bool = False,
         on_started: Callable[[str], None] = lambda _upid: None,
     ) -> TaskResult | None:
         """Create the snapshot and wait for its task. Returns None when it already existed, complete.
@@ -246,7 +258,7 @@ class ProxmoxClient(VmOperations):
             nonlocal tries
             tries += 1
             upid = self.create_snapshot(
-                node, vmid, name=name, description=description, check_existing=tries > 1
+                node, vmid, name=name, description=description, check_existing=tries > 1, vmstate=vmstate
             )
             if upid is None:
                 upid = self.running_snapshot_task(node, vmid)

@@ -45,7 +45,6 @@ from runtime.api.schemas import (
 )
 from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.records import CheckpointStatus
-from runtime.checkpoints.retention import Candidate, decide
 from runtime.checkpoints.service import CheckpointService
 from runtime.wiring import Services
 
@@ -77,26 +76,15 @@ def list_checkpoints(
 def prune_preview(actor: Caller, services: ServicesDep, vm_id: VmIdQuery) -> dict[str, Any]:
     vmid = vm_id if vm_id is not None else services.settings.hub_vmid()
     svc = CheckpointService.build(services, actor=actor)
-    policy = svc.policy()
-    # What would go comes from the service itself (the same plan a prune job applies).
-    going = {item.checkpoint.uuid: item.to_public() for item in svc.prune(vmid=vmid, dry_run=True)}
-    completed = CheckpointQueries(services.ready_db()).list(status=CheckpointStatus.COMPLETED, vmid=vmid)
-    rules = {
-        d.id: d.reason
-        for d in decide(
-            [Candidate(id=c.uuid, at=c.created_at, protected=c.protected) for c in completed], policy
-        )
-        if d.keep
-    }
-    kept = [
-        {**c.to_public(), "keep": True, "rule": rules.get(c.uuid, "kept")}
-        for c in completed
-        if c.uuid not in going
-    ]
+    # The same plan a prune job applies, every checkpoint with the rule that decided it.
+    plan = [item.to_public() for item in svc.plan(vmid)]
+    going = [item for item in plan if not item["keep"]]
+    kept = [item for item in plan if item["keep"]]
     return {
         "vm_id": vmid,
-        "policy": asdict(policy),
-        "prune": list(going.values()),
+        "policy": asdict(svc.policy()),
+        "policies": svc.policies(),
+        "prune": going,
         "keep": kept,
     }
 
@@ -115,7 +103,13 @@ def create_checkpoint(
 ) -> dict[str, Any]:
     if body.vm_id is not None:
         services.vms.locate(body.vm_id)  # an unknown VM is 404 now, not a failed job later
-    params = {"kind": body.kind, "reason": body.reason, "vmid": body.vm_id}
+    params = {
+        "kind": body.kind,
+        "reason": body.reason,
+        "vmid": body.vm_id,
+        "label": body.label,
+        "vmstate": body.vmstate,
+    }
     return accepted(
         queue, response, "checkpoint.create", {k: v for k, v in params.items() if v is not None}, actor
     )

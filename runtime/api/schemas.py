@@ -23,6 +23,8 @@ class CheckpointPublic(BaseModel):
     error: str | None
     protected: bool
     upid: str | None
+    label: str
+    vmstate: bool
 
 
 class CheckpointPage(BaseModel):
@@ -56,6 +58,12 @@ class CheckpointCreate(BaseModel):
     kind: ManualKind = "manual"
     reason: str | None = Field(default=None, max_length=500)
     vm_id: VmIdField = None
+    label: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9-]{0,31}$",
+        description="The retention pool (default: the kind); see HUB_RETENTION.",
+    )
+    vmstate: StrictBool | None = Field(default=None, description="Save the VM's RAM too.")
 
 
 class PruneRequest(BaseModel):
@@ -73,6 +81,7 @@ class PruneItemPublic(CheckpointPublic):
 class PrunePreview(BaseModel):
     vm_id: int
     policy: dict[str, int]
+    policies: dict[str, dict[str, int]]
     prune: list[PruneItemPublic]
     keep: list[PruneItemPublic]
 

@@ -15,6 +15,7 @@ from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.records import CheckpointKind
 from runtime.checkpoints.service import CheckpointService
 from runtime.jobs.registry import JobContext, JobKind
+from runtime.settings import LABEL
 
 
 class _Params(BaseModel):
@@ -25,6 +26,8 @@ class CreateParams(_Params):
     kind: CheckpointKind = CheckpointKind.MANUAL
     reason: str | None = Field(default=None, max_length=500)
     vmid: int | None = Field(default=None, ge=100, le=999_999_999, strict=True)
+    label: str | None = Field(default=None, pattern=LABEL.pattern)
+    vmstate: bool | None = Field(default=None, strict=True)
 
     @field_validator("kind")
     @classmethod
@@ -52,7 +55,17 @@ def _service(ctx: JobContext) -> CheckpointService:
 
 
 def create(ctx: JobContext, params: CreateParams) -> dict[str, Any]:
-    return _service(ctx).create(kind=params.kind, reason=params.reason, vmid=params.vmid).to_public()
+    return (
+        _service(ctx)
+        .create(
+            kind=params.kind,
+            reason=params.reason,
+            vmid=params.vmid,
+            label=params.label,
+            vmstate=params.vmstate,
+        )
+        .to_public()
+    )
 
 
 def delete(ctx: JobContext, params: DeleteParams) -> dict[str, Any]:
@@ -65,6 +78,7 @@ def prune(ctx: JobContext, params: PruneParams) -> dict[str, Any]:
     return {
         "dry_run": params.dry_run,
         "policy": asdict(svc.policy()),
+        "policies": svc.policies(),
         "pruned": [item.to_public() for item in pruned],
     }
 

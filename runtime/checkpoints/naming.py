@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 PREFIX = "hub-"
 _NAME = re.compile(r"^hub-([0-9a-f]{32})$")
-_FIELD = re.compile(r"^hub-(uuid|kind|created|reason|protected): ?(.*)$", re.MULTILINE)
+_FIELD = re.compile(r"^hub-(uuid|kind|label|created|reason|protected): ?(.*)$", re.MULTILINE)
 HEADER = "Hub checkpoint (managed by hubctl; do not edit these lines)"
 
 
@@ -54,7 +54,13 @@ def valid_pve_snapname(name: str) -> bool:
 
 
 def describe(
-    *, uuid: str, kind: str, created_at: datetime, reason: str | None, protected: bool = False
+    *,
+    uuid: str,
+    kind: str,
+    created_at: datetime,
+    reason: str | None,
+    protected: bool = False,
+    label: str | None = None,
 ) -> str:
     lines = [
         HEADER,
@@ -62,6 +68,9 @@ def describe(
         f"hub-kind: {kind}",
         f"hub-created: {created_at.astimezone(UTC).isoformat()}",
     ]
+    if label and label != kind:
+        # The retention pool survives a rollback of the database with the snapshot itself.
+        lines.append(f"hub-label: {label}")
     if reason:
         # One line: the description is line-oriented and an operator's text must not forge a field.
         lines.append("hub-reason: " + " ".join(reason.split())[:500])
@@ -77,6 +86,7 @@ class Ownership:
     created_at: datetime | None
     reason: str | None
     protected: bool
+    label: str | None = None
 
 
 def owned(name: str, description: str) -> Ownership | None:
@@ -103,4 +113,5 @@ def owned(name: str, description: str) -> Ownership | None:
         created_at=created,
         reason=(fields.get("reason") or "").strip() or None,
         protected=(fields.get("protected") or "").strip() == "yes",
+        label=(fields.get("label") or "").strip() or None,
     )

@@ -203,6 +203,8 @@ class Reconciler:
                     protected=claim.protected,
                     error=None,
                     upid=None,
+                    label=claim.label or kind,
+                    vmstate=snap.vmstate,
                 )
             )
             audit.record(

@@ -48,6 +48,14 @@ class CheckpointRecord:
     error: str | None = None
     protected: bool = False
     upid: str | None = None
+    # The retention pool it belongs to (cv4pve-autosnap's --label): by default its kind, so manual and
+    # scheduled checkpoints never prune each other.
+    label: str = ""
+    vmstate: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", default_label(self.kind))
 
     @property
     def vm(self) -> VmRef:
@@ -69,6 +77,8 @@ class CheckpointRecord:
             "error": self.error,
             "protected": self.protected,
             "upid": self.upid,
+            "label": self.label,
+            "vmstate": self.vmstate,
         }
 
     @classmethod
@@ -87,7 +97,13 @@ class CheckpointRecord:
             error=row.error,
             protected=row.protected,
             upid=row.upid,
+            label=row.label or "",
+            vmstate=bool(row.vmstate),
         )
+
+
+def default_label(kind: CheckpointKind) -> str:
+    return kind.value
 
 
 def _kind(value: str) -> CheckpointKind:

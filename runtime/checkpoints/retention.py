@@ -11,6 +11,10 @@ A bucket already covered by a checkpoint that an earlier rule kept is skipped by
 newly covers: ``keep-last 1`` + ``keep-daily 1`` with one checkpoint today and one yesterday keeps
 both (today's by keep-last, yesterday's by keep-daily), exactly as PBS does.
 
+``keep-within-days N`` (not a PBS option; how long checkpoints taken before an operation stay)
+additionally keeps every checkpoint younger than N days that no rule above kept: with ``keep-last 3``
+that is "two weeks, and never fewer than the 3 newest".
+
 Everything no rule keeps is pruned. Protected checkpoints are never pruned and do not use up any
 rule's count. If every ``keep-*`` is 0 nothing is pruned at all (PBS's
 "keep all"), so a blank policy can never empty the VM's history.
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +37,19 @@ class RetentionPolicy:
     keep_daily: int = 0
     keep_weekly: int = 0
     keep_monthly: int = 0
+    keep_within_days: int = 0
 
     @property
     def keeps_all(self) -> bool:
         return not any(
-            (self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly, self.keep_monthly)
+            (
+                self.keep_last,
+                self.keep_hourly,
+                self.keep_daily,
+                self.keep_weekly,
+                self.keep_monthly,
+                self.keep_within_days,
+            )
         )
 
 
@@ -69,7 +81,9 @@ _RULES: tuple[tuple[str, Callable[[Candidate], str]], ...] = (
 )
 
 
-def decide(candidates: Sequence[Candidate], policy: RetentionPolicy) -> list[Decision]:
+def decide(
+    candidates: Sequence[Candidate], policy: RetentionPolicy, *, now: datetime | None = None
+) -> list[Decision]:
     """One decision per candidate, newest first."""
     ordered = sorted(candidates, key=lambda c: (c.at, c.id), reverse=True)
     if policy.keeps_all:
@@ -86,6 +100,11 @@ def decide(candidates: Sequence[Candidate], policy: RetentionPolicy) -> list[Dec
         if keep <= 0:
             continue
         _mark(marks, ordered, keep, rule, select)
+    if policy.keep_within_days > 0:
+        since = (now or datetime.now(UTC)) - timedelta(days=policy.keep_within_days)
+        for c in ordered:
+            if c.at >= since and not c.protected and marks.get(c.id) in (None, "pruned"):
+                marks[c.id] = "keep-within"
     decisions: list[Decision] = []
     for c in ordered:
         mark = marks.get(c.id)

@@ -19,7 +19,7 @@ so a checkpoint of any VM goes to the node the VM is on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from runtime import audit, failpoints
 from runtime.checkpoints import naming
 from runtime.checkpoints.errors import CheckpointError, CheckpointPending, VerificationError
 from runtime.checkpoints.queries import CheckpointQueries
-from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus
+from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus, default_label
 from runtime.checkpoints.retention import Candidate, Decision, RetentionPolicy, decide
 from runtime.db import Checkpoint, Database
 from runtime.db.models import new_uuid
@@ -96,13 +96,19 @@ class CheckpointService:
         reason: str | None = None,
         vmid: int | None = None,
         prune: bool = True,
+        label: str | None = None,
+        vmstate: bool | None = None,
     ) -> CheckpointRecord:
+        """Take a checkpoint. ``label`` picks its retention pool (default: its kind); ``vmstate``
+        saves the RAM too (default: ``HUB_CHECKPOINT_VMSTATE`` for scheduled ones, else no)."""
         if kind is CheckpointKind.IMPORTED:
             raise UsageError("--kind: 'imported' is reserved for checkpoints found by reconcile")
+        if vmstate is None:
+            vmstate = kind is CheckpointKind.SCHEDULED and self.settings.checkpoint_vmstate
         vmid = vmid if vmid is not None else self.settings.hub_vmid()
         with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
             vm = self.vms.locate(vmid)
-            record = self._mark(kind=kind, reason=reason, vm=vm)
+            record = self._mark(kind=kind, reason=reason, vm=vm, label=label, vmstate=vmstate)
             try:
                 record = self._snapshot(record)
                 self._verify(record)
@@ -133,7 +139,9 @@ class CheckpointService:
                 self._prune_locked(vmid)
         return done
 
-    def _mark(self, *, kind: CheckpointKind, reason: str | None, vm: VmRef) -> CheckpointRecord:
+    def _mark(
+        self, *, kind: CheckpointKind, reason: str | None, vm: VmRef, label: str | None, vmstate: bool
+    ) -> CheckpointRecord:
         uuid = new_uuid()
         now = self.clock()
         with self.db.session() as s:
@@ -147,6 +155,8 @@ class CheckpointService:
                 reason=reason,
                 created_at=now,
                 protected=False,
+                label=label or default_label(kind),
+                vmstate=vmstate,
             )
             s.add(row)
             audit.record(
@@ -155,7 +165,14 @@ class CheckpointService:
                 action="checkpoint.create",
                 target=uuid,
                 outcome="started",
-                details={"vm_id": vm.vmid, "node": vm.node, "kind": kind.value, "reason": reason},
+                details={
+                    "vm_id": vm.vmid,
+                    "node": vm.node,
+                    "kind": kind.value,
+                    "label": row.label,
+                    "vmstate": vmstate,
+                    "reason": reason,
+                },
                 at=now,
             )
             record = CheckpointRecord.of(row)
@@ -165,7 +182,11 @@ class CheckpointService:
 
     def _snapshot(self, record: CheckpointRecord) -> CheckpointRecord:
         description = naming.describe(
-            uuid=record.uuid, kind=record.kind, created_at=record.created_at, reason=record.reason
+            uuid=record.uuid,
+            kind=record.kind,
+            created_at=record.created_at,
+            reason=record.reason,
+            label=record.label,
         )
         upid: str | None = None
 
@@ -183,6 +204,7 @@ class CheckpointService:
             name=record.snapname,
             description=description,
             timeout=self.settings.task_timeout_seconds,
+            vmstate=record.vmstate,
             on_started=started,
         )
         if result is None:  # an earlier request got through although its answer was lost
@@ -289,6 +311,7 @@ class CheckpointService:
                     created_at=record.created_at,
                     reason=record.reason,
                     protected=protected,
+                    label=record.label,
                 ),
             )
             with self.db.session() as s:
@@ -371,21 +394,40 @@ class CheckpointService:
     def prune(self, *, vmid: int | None = None, dry_run: bool = False) -> list[PruneItem]:
         vmid = vmid if vmid is not None else self.settings.hub_vmid()
         if dry_run:
-            return [item for item in self._prune_plan(vmid) if not item.keep]
+            return [item for item in self.plan(vmid) if not item.keep]
         with self.locks.hold(vm_lock_name(vmid), wait=self.settings.lock_wait_seconds):
             return self._prune_locked(vmid)
 
-    def policy(self) -> RetentionPolicy:
-        s = self.settings
-        return RetentionPolicy(
-            keep_last=s.keep_last,
-            keep_hourly=s.keep_hourly,
-            keep_daily=s.keep_daily,
-            keep_weekly=s.keep_weekly,
-            keep_monthly=s.keep_monthly,
-        )
+    def policy(self, label: str = "scheduled") -> RetentionPolicy:
+        """The retention policy of one label: ``HUB_RETENTION``'s entry for it, else the default.
 
-    def _prune_plan(self, vmid: int) -> list[PruneItem]:
+        Scheduled checkpoints default to the ``HUB_KEEP_*`` settings (PBS semantics); manual ones keep
+        their 10 newest; pre-operation and emergency ones are kept 14 and 30 days (and at least the 3
+        newest); imported ones whose label is unknown are all kept; any other label keeps its 10
+        newest."""
+        rule = self.settings.retention.get(label)
+        if rule is not None:
+            return RetentionPolicy(**rule.model_dump())
+        s = self.settings
+        if label == CheckpointKind.SCHEDULED.value:
+            return RetentionPolicy(
+                keep_last=s.keep_last,
+                keep_hourly=s.keep_hourly,
+                keep_daily=s.keep_daily,
+                keep_weekly=s.keep_weekly,
+                keep_monthly=s.keep_monthly,
+            )
+        return _DEFAULT_POLICIES.get(label, RetentionPolicy(keep_last=10))
+
+    def policies(self) -> dict[str, dict[str, int]]:
+        labels = {CheckpointKind.SCHEDULED.value, *_DEFAULT_POLICIES, *self.settings.retention}
+        return {label: asdict(self.policy(label)) for label in sorted(labels)}
+
+    def plan(self, vmid: int) -> list[PruneItem]:
+        """Every completed checkpoint of the VM with its decision and the rule behind it, newest first.
+
+        Each label is its own pool, with its own policy: a manual checkpoint is never pruned to make
+        room for scheduled ones, nor the other way round."""
         with self.db.session() as s:
             rows = [
                 CheckpointRecord.of(r)
@@ -396,13 +438,19 @@ class CheckpointService:
                 )
             ]
         by_id = {r.uuid: r for r in rows}
-        candidates = [Candidate(id=r.uuid, at=r.created_at, protected=r.protected) for r in rows]
-        decisions: list[Decision] = decide(candidates, self.policy())
+        pools: dict[str, list[Candidate]] = {}
+        for r in rows:
+            pools.setdefault(r.label, []).append(Candidate(id=r.uuid, at=r.created_at, protected=r.protected))
+        now = self.clock()
+        decisions: list[Decision] = []
+        for label, candidates in pools.items():
+            decisions += decide(candidates, self.policy(label), now=now)
+        decisions.sort(key=lambda d: (d.at, d.id), reverse=True)
         return [PruneItem(checkpoint=by_id[d.id], keep=d.keep, rule=d.reason) for d in decisions]
 
     def _prune_locked(self, vmid: int) -> list[PruneItem]:
         gone: list[PruneItem] = []
-        for item in self._prune_plan(vmid):
+        for item in self.plan(vmid):
             if item.keep:
                 continue
             failpoints.reached("retention.deleting")
@@ -427,6 +475,14 @@ class CheckpointService:
 
     def _find(self, vm: VmRef, name: str) -> Snapshot | None:
         return self.proxmox.get_snapshot(vm.node, vm.vmid, name)
+
+
+_DEFAULT_POLICIES: dict[str, RetentionPolicy] = {
+    CheckpointKind.MANUAL.value: RetentionPolicy(keep_last=10),
+    CheckpointKind.PRE_OPERATION.value: RetentionPolicy(keep_last=3, keep_within_days=14),
+    CheckpointKind.EMERGENCY.value: RetentionPolicy(keep_last=3, keep_within_days=30),
+    CheckpointKind.IMPORTED.value: RetentionPolicy(),  # keep all: we do not know what they were
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,16 +45,28 @@ def create(
         str | None, typer.Option("--reason", help="Free text kept with the checkpoint.")
     ] = None,
     vmid: VmidOption = None,
+    label: Annotated[
+        str | None,
+        typer.Option("--label", help="Retention pool (default: the kind), as cv4pve-autosnap's --label."),
+    ] = None,
+    vmstate: Annotated[
+        bool | None,
+        typer.Option("--vmstate/--no-vmstate", help="Save the VM's RAM too (a rollback resumes it)."),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run the checkpoint protocol: mark in the database, snapshot, verify, complete."""
     from runtime.checkpoints.service import CheckpointService
+    from runtime.settings import LABEL
+
+    if label is not None and not LABEL.fullmatch(label):
+        raise UsageError("--label: lowercase letters, digits and '-', starting with a letter, at most 32")
 
     output.set_json(json_output)
     svc = CheckpointService.build(
         services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
     )
-    cp = svc.create(kind=kind, reason=reason, vmid=vmid).to_public()
+    cp = svc.create(kind=kind, reason=reason, vmid=vmid, label=label, vmstate=vmstate).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -152,16 +164,30 @@ def prune(
     svc = CheckpointService.build(
         services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
     )
-    gone = [item.to_public() for item in svc.prune(vmid=vmid, dry_run=dry_run)]
+    document: dict[str, object] = {"dry_run": dry_run, "policy": dataclasses.asdict(svc.policy())}
+    document["policies"] = svc.policies()
+    kept: list[dict[str, object]] = []
+    if dry_run:  # as PBS's dry run: what would go, and what stays by which rule
+        plan = [item.to_public() for item in svc.plan(vmid if vmid is not None else svc.settings.hub_vmid())]
+        gone = [item for item in plan if not item["keep"]]
+        kept = [item for item in plan if item["keep"]]
+        document["kept"] = kept
+    else:
+        gone = [item.to_public() for item in svc.prune(vmid=vmid)]
+    document["pruned"] = gone
     verb = "would prune" if dry_run else "pruned"
-    output.emit(
-        {"dry_run": dry_run, "policy": dataclasses.asdict(svc.policy()), "pruned": gone},
-        output.checkpoint_listing(
-            gone[:DEFAULT_LIMIT], title=f"{verb} {len(gone)} checkpoint(s)", total=len(gone)
-        )
-        if gone
-        else f"{verb} nothing",
-    )
+    text = f"{verb} nothing"
+    if gone:
+        title = f"{verb} {len(gone)} checkpoint(s)"
+        text = output.checkpoint_listing(gone[:DEFAULT_LIMIT], title=title, total=len(gone)).render()
+    if dry_run:
+        rules: dict[str, int] = {}
+        for item in kept:
+            key = f"{item['label']}: {item['rule']}"
+            rules[key] = rules.get(key, 0) + 1
+        text += f"\nwould keep {len(kept)}"
+        text += "".join(f"\n  {n:>4}  {rule}" for rule, n in sorted(rules.items()))
+    output.emit(document, text)
 
 
 @app.command()

@@ -151,7 +151,7 @@ def _rows(
                     vm_id=vm_id,
                     node="pve1",
                     snapname="hub-" + uuid.replace("-", ""),
-                    kind="manual",
+                    kind="scheduled",  # the label HUB_KEEP_* applies to
                     status=status,
                     created_at=at,
                     protected=False,

@@ -107,9 +107,10 @@ def test_kill_while_the_snapshot_task_is_still_running(sqlite_hubenv: HubEnv, pv
 def test_kill_during_retention_then_reconcile(sqlite_hubenv: HubEnv, pve: Any) -> None:
     env = sqlite_hubenv
     policy = {"HUB_KEEP_LAST": "1", "HUB_KEEP_DAILY": "0", "HUB_KEEP_WEEKLY": "0", "HUB_KEEP_MONTHLY": "0"}
+    scheduled = ("checkpoint", "create", "--kind", "scheduled")  # the label HUB_KEEP_* applies to
     for _ in range(2):
-        assert env.run("checkpoint", "create", HUB_KEEP_LAST="10").returncode == 0
-    kill_at(env, "retention.deleting", "checkpoint", "create", **policy)
+        assert env.run(*scheduled, HUB_KEEP_LAST="10").returncode == 0
+    kill_at(env, "retention.deleting", *scheduled, **policy)
     assert len(hub_snapshots(pve)) == 3
     reconcile(env)
     assert_agreement(env, pve)

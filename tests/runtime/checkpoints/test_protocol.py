@@ -8,8 +8,11 @@ from typing import Any
 from sqlalchemy import select, text
 
 from runtime.checkpoints import naming
+from runtime.checkpoints.records import CheckpointKind
 from runtime.db import AuditEntry, Checkpoint
 from tests.support.hubenv import HUB_VMID, HubEnv, hub_snapshots
+
+SCHEDULED = CheckpointKind.SCHEDULED  # the kind the HUB_KEEP_* policy applies to
 
 
 def test_create_runs_the_protocol_and_records_everything(hubenv: HubEnv, pve: Any) -> None:
@@ -96,7 +99,7 @@ def test_foreign_snapshots_are_never_touched(hubenv: HubEnv, pve: Any) -> None:
     vm.snapshots["hub-" + "0" * 32] = {"snaptime": 2, "description": "someone else's"}
     svc = hubenv.checkpoints(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
     for _ in range(3):
-        svc.create()
+        svc.create(kind=SCHEDULED)
     assert hubenv.run("reconcile").returncode == 0
     assert "before-kernel" in vm.snapshots and "hub-" + "0" * 32 in vm.snapshots
     assert len(hub_snapshots(pve)) == 2  # the foreign hub-000... plus the one checkpoint keep-last keeps

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from runtime.checkpoints.errors import CheckpointError
+from runtime.checkpoints.records import CheckpointKind
 from runtime.checkpoints.retention import Candidate, RetentionPolicy, decide
 from tests.support.hubenv import HubEnv, hub_snapshots
 
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)  # a Saturday
+SCHEDULED = CheckpointKind.SCHEDULED  # the kind the HUB_KEEP_* policy applies to
 
 
 def kept(cands: list[Candidate], policy: RetentionPolicy) -> list[str]:
@@ -87,10 +89,10 @@ def test_prune_applies_the_policy_to_proxmox(hubenv: HubEnv, pve: Any) -> None:
     svc.clock = clock
     made = []
     for _ in range(10):  # one checkpoint a day for 10 days, two on the last day
-        made.append(svc.create(prune=False).to_public())
+        made.append(svc.create(kind=SCHEDULED, prune=False).to_public())
         clock.now += timedelta(days=1)
     clock.now -= timedelta(hours=12)
-    made.append(svc.create(prune=False).to_public())
+    made.append(svc.create(kind=SCHEDULED, prune=False).to_public())
     foreign = {"before-upgrade": {"snaptime": 1, "description": "by hand"}}
     pve.vm(100).snapshots.update(foreign)
 
@@ -120,17 +122,19 @@ def test_prune_applies_the_policy_to_proxmox(hubenv: HubEnv, pve: Any) -> None:
 
 def test_retention_runs_after_success_only_and_spares_protected(sqlite_hubenv: HubEnv, pve: Any) -> None:
     svc = sqlite_hubenv.checkpoints(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
-    first = svc.create().to_public()
+    first = svc.create(kind=SCHEDULED).to_public()
     result = sqlite_hubenv.run("checkpoint", "protect", first["uuid"], "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["protected"] is True
-    second = svc.create().to_public()
+    second = svc.create(kind=SCHEDULED).to_public()
     pve.fail("POST", "/nodes/pve1/qemu/100/snapshot", error="snapshot_feature_not_available")
     with pytest.raises(CheckpointError):
-        svc.create()  # failed: must not prune anything
+        svc.create(kind=SCHEDULED)  # failed: must not prune anything
     assert set(hub_snapshots(pve)) == {first["snapname"], second["snapname"]}
     pve.failures.clear()
-    third = svc.create().to_public()  # succeeded: keep-last 1 keeps it, protected first survives
+    third = svc.create(
+        kind=SCHEDULED
+    ).to_public()  # succeeded: keep-last 1 keeps it, protected first survives
     assert set(hub_snapshots(pve)) == {first["snapname"], third["snapname"]}
     # Protection is recorded on Proxmox too, so it survives a rollback of the database.
     assert "hub-protected: yes" in pve.vm(100).snapshots[first["snapname"]]["description"]

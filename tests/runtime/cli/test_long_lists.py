@@ -24,7 +24,7 @@ def _fill(env: HubEnv, rows: int, *, vmid: int = HUB_VMID) -> list[str]:
                 vm_id=vmid,
                 node="pve1",
                 snapname=f"hub-{vmid}-{n:06x}",
-                kind="pre-operation",
+                kind="scheduled",  # the label HUB_KEEP_* applies to
                 status="completed",
                 created_at=now - timedelta(hours=n + 1),
                 completed_at=now - timedelta(hours=n + 1),
@@ -74,7 +74,8 @@ def test_prune_dry_run_text_is_a_page_too(sqlite_hubenv: HubEnv) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"would prune {ROWS - 1} checkpoint(s) of VM {HUB_VMID}"
-    assert len(lines) == 1 + 1 + DEFAULT_LIMIT + 1
-    assert lines[-1] == f"showing {DEFAULT_LIMIT} of {ROWS - 1}; --json for all"
+    assert len(lines) == 1 + 1 + DEFAULT_LIMIT + 1 + 2  # title, header, page, note; what stays and why
+    assert lines[2 + DEFAULT_LIMIT] == f"showing {DEFAULT_LIMIT} of {ROWS - 1}; --json for all"
+    assert lines[-2:] == ["would keep 1", "     1  scheduled: keep-last"]
     doc = json.loads(sqlite_hubenv.run("checkpoint", "prune", "--dry-run", "--json", **policy).stdout)
     assert len(doc["pruned"]) == ROWS - 1
