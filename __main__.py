@@ -23,6 +23,9 @@ pulumi.export("addresses", stack.hub.ipv4_addresses)
 pulumi.export("pool", stack.grant.pool_id)
 pulumi.export("tokenId", stack.grant.token_id)
 pulumi.export("token", stack.grant.token)
+# The Hub API's first token (hub:apiTokenSeed): `pulumi stack output --show-secrets apiToken`.
+if stack.api_token is not None:
+    pulumi.export("apiToken", stack.api_token)
 pulumi.export(
     "network",
     {
@@ -37,5 +40,9 @@ pulumi.export(
     {name: {"vmId": exp.vm_id, "settings": exp.settings} for name, exp in stack.experiments.items()},
 )
 pulumi.export(
-    "domainHubs", {name: {"vmId": hub.vm_id, "pool": hub.pool_id} for name, hub in stack.domain_hubs.items()}
+    "domainHubs",
+    {
+        name: {"vmId": hub.vm_id, "pool": hub.pool_id, "apiToken": hub.api_token}
+        for name, hub in stack.domain_hubs.items()
+    },
 )

@@ -14,6 +14,7 @@ from pulumi.runtime import config as runtime_config
 from pulumi_proxmoxve import ProviderSshArgs
 
 from hubinfra.access import HubAccess
+from hubinfra.api_token import SEED_KEY, BootstrapToken, check_seed, derive_api_token
 from hubinfra.cloudinit import read_deploy_files
 from hubinfra.config import (
     NAMESPACE,
@@ -51,11 +52,23 @@ def read_stack_config() -> StackConfig:
             raise ConfigError(
                 f"{full}: must be set with `pulumi config set --secret {full} ...`, not in plain text"
             )
+    seed = merged.get(f"{prefix}{SEED_KEY}")
+    if seed is not None and (problem := check_seed(str(seed))) is not None:
+        raise ConfigError(f"{prefix}{SEED_KEY}: {problem}")
     raw = {k.removeprefix(prefix): decode_config_value(v) for k, v in merged.items() if k.startswith(prefix)}
     return parse_stack_config(raw)
 
 
+def bootstrap_token(seed: pulumi.Output[str] | None, hub_name: str) -> pulumi.Output[BootstrapToken] | None:
+    """The hub's first API token, derived from the stack's `hub:apiTokenSeed`; None without a seed."""
+    if seed is None:
+        return None
+    return pulumi.Output.secret(seed.apply(lambda value: derive_api_token(value, hub_name)))
+
+
 class HubStack(pulumi.ComponentResource):
+    api_token: pulumi.Output[str] | None
+
     def __init__(self, name: str, *, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         check_quotas(config)
         isolated = isolated_nets(config)
@@ -75,6 +88,17 @@ class HubStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         child = pulumi.ResourceOptions(parent=self, providers=[provider])
+        seed = secrets.get_secret(SEED_KEY)
+        if seed is None:
+            pulumi.log.warn(
+                f"{NAMESPACE}:{SEED_KEY} is not set: no bootstrap API token (apiToken output). Set one with "
+                f'pulumi config set --secret {NAMESPACE}:{SEED_KEY} "$(openssl rand -base64 33)"'
+            )
+        main_token = bootstrap_token(seed, config.hub_vm.name)
+        # The token is a secret output; the VM receives only the SHA-256 of its secret part.
+        self.api_token = (
+            None if main_token is None else pulumi.Output.secret(main_token.apply(lambda t: t.token))
+        )
         production = config.is_production
 
         # The dynamic resources (SDN objects, the experiments' clones) call the API as the operator,
@@ -122,6 +146,7 @@ class HubStack(pulumi.ComponentResource):
             tags=[config.hub_type],
             ipv4_address=hub.ipv4_address,
             gateway=mgmt.gateway if hub.ipv4_address != "dhcp" else None,
+            api_token_sha256=None if main_token is None else main_token.apply(lambda t: t.sha256),
         )
         self.hub = HubVm(
             f"{name}-hub",
@@ -164,6 +189,7 @@ class HubStack(pulumi.ComponentResource):
                 access=self.access,
                 network=self.network,
                 deploy_files=deploy_files,
+                api_token=bootstrap_token(seed, f"{config.hub_vm.name}-{d.name}"),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
             )
             for d in config.domain_hubs

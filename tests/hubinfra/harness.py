@@ -28,7 +28,11 @@ from pulumi.runtime.stack import run_pulumi_func
 REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "__main__.py"
 # What an operator sets with `pulumi config set --secret`; never committed to the stack files.
-OPERATOR_SECRETS = {"hub:proxmoxApiToken": "root@pam!pulumi=00000000-0000-0000-0000-000000000000"}
+API_TOKEN_SEED = "test-seed-0123456789abcdefghijklmnopqrstuvwxyz"
+OPERATOR_SECRETS = {
+    "hub:proxmoxApiToken": "root@pam!pulumi=00000000-0000-0000-0000-000000000000",
+    "hub:apiTokenSeed": API_TOKEN_SEED,
+}
 TOKEN_SECRET = "11111111-2222-3333-4444-555555555555"
 # The main Hub's token (pool hub-dev / hub-prod) gets TOKEN_SECRET; every other token its own secret,
 # so a test can tell whose secret a file holds.
