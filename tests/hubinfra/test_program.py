@@ -97,7 +97,22 @@ def test_cloud_init_installs_the_repo_deploy_files(prod: Run) -> None:
     assert document["runcmd"] == [["/usr/local/sbin/hub-firstboot"]]
     firstboot = files["/usr/local/sbin/hub-firstboot"]
     assert "systemctl enable --now hub.service" in firstboot
-    assert "git -C /opt/hub/src checkout --quiet --detach 'main'" in firstboot
+    assert "git -C /opt/hub/src fetch --quiet --depth 1 origin 'main'" in firstboot
+    assert "git -C /opt/hub/src checkout --quiet --detach FETCH_HEAD" in firstboot
+    assert "pip install" not in firstboot
+
+
+def test_the_vm_installs_the_runtime_from_the_lock() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
+    dockerfile = compose["services"]["orchestrator"]["build"]["dockerfile_inline"]
+    installs = [line for line in dockerfile.splitlines() if "install" in line or " sync " in line]
+    setup_uv = re.search(r"UV_VERSION=(\S+)", (REPO_ROOT / "scripts" / "setup.sh").read_text())
+    assert setup_uv is not None
+    # The same uv as the lock was made with; every other install is `uv sync --frozen`, without the
+    # Pulumi program's default group.
+    assert installs[0] == f"RUN pip install --no-cache-dir uv=={setup_uv.group(1)}"
+    for line in installs[1:]:
+        assert line.startswith("RUN uv sync --frozen --no-default-groups"), line
 
 
 def test_token_is_privilege_separated_and_exported_only_as_secret(prod: Run) -> None:
