@@ -21,6 +21,9 @@ pulumi.export("hubVmId", stack.hub.vm_id)
 pulumi.export("node", stack.hub.node)
 pulumi.export("addresses", stack.hub.ipv4_addresses)
 pulumi.export("pool", stack.grant.pool_id)
+# The snippet the latest user data was uploaded as (`<datastore>:snippets/<vm>-user-data-<sha>.yaml`):
+# the VM keeps pointing at the one it was created with until the roll-out step (operator guide).
+pulumi.export("userDataFile", stack.hub.user_data_file_id)
 pulumi.export("tokenId", stack.grant.token_id)
 pulumi.export("token", stack.grant.token)
 # The Hub API's first token (hub:apiTokenSeed): `pulumi stack output --show-secrets apiToken`.
