@@ -19,6 +19,8 @@ except ConfigError as error:
 
 pulumi.export("hubVmId", stack.hub.vm_id)
 pulumi.export("node", stack.hub.node)
+# The cluster's Proxmox VE version; the program fails here if hub:proxmox.pveMajor does not match it.
+pulumi.export("pveVersion", stack.pve_version)
 pulumi.export("addresses", stack.hub.ipv4_addresses)
 pulumi.export("pool", stack.grant.pool_id)
 # The snippet the latest user data was uploaded as (`<datastore>:snippets/<vm>-user-data-<sha>.yaml`):

@@ -59,6 +59,32 @@ def read_stack_config() -> StackConfig:
     return parse_stack_config(raw)
 
 
+MIN_PVE8_RELEASE = (8, 3)
+
+
+def check_pve_version(*, configured_major: int, version: str | None) -> str:
+    """The cluster's version, if `hub:proxmox.pveMajor` matches it; ConfigError naming the key if not.
+
+    pveMajor is config (the roles' privilege names depend on it before anything is read from the
+    cluster); the provider's version data source checks it against the cluster at preview and up.
+    """
+    parts = (version or "").split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise ConfigError(f"{NAMESPACE}:proxmox.pveMajor: the cluster reported version {version!r}") from None
+    if major != configured_major:
+        raise ConfigError(
+            f"{NAMESPACE}:proxmox.pveMajor: is {configured_major}, the cluster runs Proxmox VE {version}; "
+            f"set it to {major}"
+        )
+    if major == 8 and (major, minor) < MIN_PVE8_RELEASE:
+        raise ConfigError(
+            f"{NAMESPACE}:proxmox.pveMajor: the cluster runs Proxmox VE {version}; PVE 8 must be 8.3 or newer"
+        )
+    return str(version)
+
+
 def bootstrap_token(seed: pulumi.Output[str] | None, hub_name: str) -> pulumi.Output[BootstrapToken] | None:
     """The hub's first API token, derived from the stack's `hub:apiTokenSeed`; None without a seed."""
     if seed is None:
@@ -88,6 +114,10 @@ class HubStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         child = pulumi.ResourceOptions(parent=self, providers=[provider])
+        # Read from the cluster (provider data source `getVersion`) and checked against the config.
+        self.pve_version = proxmoxve.get_version_output(
+            opts=pulumi.InvokeOutputOptions(provider=provider)
+        ).version.apply(lambda v: check_pve_version(configured_major=config.proxmox.pve_major, version=v))
         seed = secrets.get_secret(SEED_KEY)
         if seed is None:
             pulumi.log.warn(
