@@ -21,6 +21,8 @@ from runtime.db import ApiToken, Database
 from runtime.errors import NotFoundError, UsageError
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# The name the token hubinfra generates at `pulumi up` is stored under (settings api_token_sha256).
+BOOTSTRAP_TOKEN_NAME = "bootstrap"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOKEN = re.compile(r"^hub_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -12,6 +12,7 @@ from hubinfra.api_token import BOOTSTRAP_TOKEN_NAME, derive_api_token
 from runtime.db import Database
 from runtime.errors import UsageError
 from runtime.settings import load_settings
+from runtime.tokens import BOOTSTRAP_TOKEN_NAME as RUNTIME_BOOTSTRAP_NAME
 from runtime.tokens import TokenStore
 from tests.hubinfra.harness import API_TOKEN_SEED, OPERATOR_SECRETS, Run, run_program
 from tests.hubinfra.test_program import FILE, settings_of, user_data
@@ -114,6 +115,10 @@ def test_ensure_keeps_a_revocation_and_a_new_seed_replaces_the_old_token(store: 
     assert names[f"{BOOTSTRAP_TOKEN_NAME}.{old.token_id}"]["revoked_at"] is not None
 
 
+def test_hubinfra_and_the_runtime_name_the_token_alike() -> None:
+    assert BOOTSTRAP_TOKEN_NAME == RUNTIME_BOOTSTRAP_NAME
+
+
 def test_ensure_rejects_a_value_that_is_not_a_sha256(store: TokenStore) -> None:
     with pytest.raises(UsageError, match="64 lowercase hex"):
         store.ensure(name=BOOTSTRAP_TOKEN_NAME, sha256="hub_" + "0" * 60, actor="hubinfra")
@@ -127,3 +132,13 @@ def test_runtime_settings_accept_the_hash_and_refuse_anything_else(dev: Run) -> 
 
     with pytest.raises(SettingsError, match="HUB_API_TOKEN_SHA256"):
         load_settings(api_token_sha256=dev.outputs["apiToken"])
+
+
+def test_an_experiment_clone_gets_no_token_of_the_hub() -> None:
+    from tests.hubinfra.test_experiments import with_faster_gate
+
+    run = run_program("dev", edit=with_faster_gate)
+    token = run.outputs["apiToken"]
+    settings = run.outputs["experiments"]["faster-gate"]["settings"]
+    assert "api_token_sha256" not in settings
+    assert token not in settings and token not in _all_snippet_text(run)
