@@ -19,10 +19,18 @@ except ConfigError as error:
 
 pulumi.export("hubVmId", stack.hub.vm_id)
 pulumi.export("node", stack.hub.node)
+# The cluster's Proxmox VE version; the program fails here if hub:proxmox.pveMajor does not match it.
+pulumi.export("pveVersion", stack.pve_version)
 pulumi.export("addresses", stack.hub.ipv4_addresses)
 pulumi.export("pool", stack.grant.pool_id)
+# The snippet the latest user data was uploaded as (`<datastore>:snippets/<vm>-user-data-<sha>.yaml`):
+# the VM keeps pointing at the one it was created with until the roll-out step (operator guide).
+pulumi.export("userDataFile", stack.hub.user_data_file_id)
 pulumi.export("tokenId", stack.grant.token_id)
 pulumi.export("token", stack.grant.token)
+# The Hub API's first token (hub:apiTokenSeed): `pulumi stack output --show-secrets apiToken`.
+if stack.api_token is not None:
+    pulumi.export("apiToken", stack.api_token)
 pulumi.export(
     "network",
     {
@@ -37,5 +45,9 @@ pulumi.export(
     {name: {"vmId": exp.vm_id, "settings": exp.settings} for name, exp in stack.experiments.items()},
 )
 pulumi.export(
-    "domainHubs", {name: {"vmId": hub.vm_id, "pool": hub.pool_id} for name, hub in stack.domain_hubs.items()}
+    "domainHubs",
+    {
+        name: {"vmId": hub.vm_id, "pool": hub.pool_id, "apiToken": hub.api_token}
+        for name, hub in stack.domain_hubs.items()
+    },
 )

@@ -1,5 +1,9 @@
 """Cloud-init user data for a Hub VM, and the runtime settings file it writes.
 
+The runtime is installed in the VM from a checkout of `runtime.ref` and exactly that commit's
+`uv.lock` (`uv sync --frozen --no-default-groups` in the orchestrator image, deploy/compose.yaml), so
+a first boot never resolves dependencies anew.
+
 Pure functions (no pulumi): the components call them inside `Output.apply` because the settings
 carry the API token, which only exists once the token resource is created.
 
@@ -68,11 +72,25 @@ if [ ! -s {etc}/tls/hub.key ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=$(hostname -f)" \\
     -keyout {etc}/tls/hub.key -out {etc}/tls/hub.crt
 fi
-if [ ! -d {src}/.git ]; then
-  git clone --quiet {repo} {src}
+# Private repositories: an operator-installed read-only deploy key (never in user data, which every
+# clone and the Pulumi state would carry); see docs/operator-guide.md "Private repository access".
+if [ -s {etc}/secrets/deploy_key ]; then
+  GIT_SSH_COMMAND="ssh -i {etc}/secrets/deploy_key -o IdentitiesOnly=yes"
+  export GIT_SSH_COMMAND="$GIT_SSH_COMMAND -o StrictHostKeyChecking=accept-new"
 fi
-git -C {src} fetch --quiet origin
-git -C {src} checkout --quiet --detach {ref}
+if [ ! -d {src}/.git ]; then
+  git init --quiet {src}
+  git -C {src} remote add origin {repo}
+fi
+# The ref as the remote has it now (a branch, tag or full commit id), never a stale local branch.
+if ! git -C {src} fetch --quiet --depth 1 origin {ref}; then
+  echo "hub-firstboot: cannot fetch {ref} from the runtime repository; for a private one install" \
+    "{etc}/secrets/deploy_key and run /usr/local/sbin/hub-firstboot again" >&2
+  exit 1
+fi
+git -C {src} checkout --quiet --detach FETCH_HEAD
+# What runs, recorded: the image installs exactly this commit's uv.lock (uv sync --frozen).
+git -C {src} rev-parse HEAD > {etc}/source-commit
 printf 'HUB_SOURCE_DIR=%s\\nHUB_ETC=%s\\n' {src} {etc} > {etc}/compose.env
 systemctl daemon-reload
 systemctl enable --now qemu-guest-agent

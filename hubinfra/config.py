@@ -46,7 +46,8 @@ MIN_MEMORY_MIB = 8192
 MIN_DISK_GB = 50
 
 # Keys that are read as Pulumi secrets (`pulumi config set --secret ...`) and never enter the model.
-SECRET_KEYS: frozenset[str] = frozenset({"proxmoxApiToken"})
+# `apiTokenSeed` derives the bootstrap API tokens (hubinfra/api_token.py).
+SECRET_KEYS: frozenset[str] = frozenset({"proxmoxApiToken", "apiTokenSeed"})
 
 _HUB_NAME = re.compile(r"[a-z][a-z0-9-]{0,20}[a-z0-9]|[a-z]")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pulumi
 
 from hubinfra.access import HubAccess, hub_user_id
+from hubinfra.api_token import BootstrapToken
 from hubinfra.config import DomainHub, StackConfig
 from hubinfra.hub_vm import HubVm, HubVmSpec
 from hubinfra.network import HubNetwork
@@ -26,6 +27,7 @@ class DomainSpecificHub(pulumi.ComponentResource):
     """A client, project or geographic hub: a full Hub VM with its own pool and task network."""
 
     vm_id: pulumi.Output[int]
+    api_token: pulumi.Output[str] | None
 
     def __init__(
         self,
@@ -36,6 +38,7 @@ class DomainSpecificHub(pulumi.ComponentResource):
         access: HubAccess,
         network: HubNetwork,
         deploy_files: dict[str, str],
+        api_token: pulumi.Output[BootstrapToken] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
@@ -59,6 +62,11 @@ class DomainSpecificHub(pulumi.ComponentResource):
             checkpoints=config.checkpoints,
             params=hub.params,
             tags=[hub.type, f"{hub.type}-{hub.name}"],
+            api_token_sha256=None if api_token is None else api_token.apply(lambda t: t.sha256),
+        )
+        # Its own bootstrap token (derived from its own name): no hub's token opens another hub.
+        self.api_token = (
+            None if api_token is None else pulumi.Output.secret(api_token.apply(lambda t: t.token))
         )
         # The domain hub's API faces management like the main Hub; its task VMs use its own vnet.
         self.hub = HubVm(

@@ -68,8 +68,9 @@ class HubVmSpec:
     tags: Sequence[str]
     ipv4_address: str = "dhcp"
     gateway: str | None = None
-    # SHA-256 (hex) of the bootstrap API token the runtime accepts at first start; None: none.
-    api_token_sha256: str | None = None
+    # SHA-256 (hex) of the bootstrap API token's secret (hubinfra/api_token.py), which the runtime
+    # stores at start (TokenStore.ensure); None: no bootstrap token. An Output: it comes from a secret.
+    api_token_sha256: pulumi.Input[str] | None = None
 
 
 # VM inputs a later change must never turn into a replacement (see the module docstring).
@@ -101,7 +102,8 @@ class HubVm(pulumi.ComponentResource):
         # Named in the settings file; a clone of this VM gets another uuid and refuses the file.
         self.vm_uuid = hub_vm_uuid(stack=pulumi.get_stack(), vm_id=spec.vm_id, name=spec.name)
 
-        def user_data_for(token_value: str) -> str:
+        def user_data_for(args: tuple[str, str | None]) -> str:
+            token_value, api_token_sha256 = args
             settings = RuntimeSettings(
                 environment=config.environment,
                 proxmox_url=proxmox.endpoint,
@@ -115,7 +117,7 @@ class HubVm(pulumi.ComponentResource):
                 hub_type=spec.hub_type,
                 hub_label=spec.hub_label,
                 params={**config.runtime.params, **spec.params},
-                api_token_sha256=spec.api_token_sha256,
+                api_token_sha256=api_token_sha256,
             )
             return render_user_data(
                 hostname=spec.name,
@@ -127,7 +129,10 @@ class HubVm(pulumi.ComponentResource):
                 ca_bundle_pem=proxmox.ca_bundle_pem,
             )
 
-        self.user_data = pulumi.Output.secret(token.apply(user_data_for))
+        sha256: pulumi.Output[str | None] = pulumi.Output.from_input(spec.api_token_sha256)
+        self.user_data = pulumi.Output.secret(
+            pulumi.Output.all(token, sha256).apply(lambda a: user_data_for((a[0], a[1])))
+        )
         self.snippet_file_name = self.user_data.apply(
             lambda text: snippet_file_name(spec.name, "user-data", text)
         )

@@ -15,9 +15,15 @@ task"). The Hub only waits for tasks it started, so it needs no node privilege. 
 as a name with no privileges, so a grant on a node path is an empty role and code that iterates
 scopes keeps working.
 
-The list is exactly what the runtime calls: `tests/runtime/test_least_privilege.py` shows the runtime
-works with it (sufficiency), `tests/hubinfra/test_privilege_necessity.py` shows that each privilege,
-removed alone, makes a named operation fail against fakepve (necessity).
+The list is what the Hub's Proxmox operations need: `tests/runtime/test_least_privilege.py` shows
+the runtime works with it (sufficiency); `tests/runtime/test_privilege_necessity.py` shows, against
+fakepve, that each privilege removed alone makes its named operation fail with 403 (necessity),
+except two that are REDUNDANT next to another granted privilege (PVE's check accepts either:
+`VM.Snapshot.Rollback` beside `VM.Snapshot`, `Datastore.Audit` beside `Datastore.AllocateSpace`) and
+three fakepve cannot show (`VM.Config.Cloudinit`, `SDN.Use`, `SDN.Audit`: it does not model those
+checks). Note that the runtime itself calls today only the snapshot, status, cluster-resources and
+task endpoints; the VM clone/config/power privileges serve the operations of `hubcore.proxmox`
+(task VMs) that its callers use.
 """
 
 from __future__ import annotations

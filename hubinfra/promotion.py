@@ -8,6 +8,16 @@ experiments, and every secret (`secure:` values and keys outside the `hub:` name
 No pulumi import: this runs from hubctl inside the Hub VM as well as on an operator's machine.
 Writing is atomic (temporary file + rename) and happens only through `write_promotion`, which the
 CLI calls after confirmation.
+
+The destination file is edited in place (hubinfra/yaml_edit.py): only the lines of the promoted keys
+change; comments, order, quoting and indentation elsewhere stay byte for byte, so the diff shown is
+the promotion and nothing else. Promoting from a production stack into a development one is allowed
+(e.g. to reproduce prod in dev) but warned about: the usual direction is dev -> prod.
+
+Relation to `pulumi config cp --stack SRC --dest DST --path KEY`: that copies any one key (and
+re-encrypts secrets for DST's secrets provider), with no allowlist, no validation of the result and
+no diff; `hubctl promote` moves only the allowlisted, non-secret keys, validates DST's whole config
+with the stack-config model first, and shows the diff before writing. Secrets are never promoted.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from hubinfra.config import (
     decode_config_value,
     parse_stack_config,
 )
+from hubinfra.yaml_edit import EditError, edit_mapping_keys
 
 # (top-level key under hub:, nested key or None for the whole value)
 PROMOTED_KEYS: tuple[tuple[str, str | None], ...] = (
@@ -70,6 +81,7 @@ class PromotionPlan:
     changes: tuple[Change, ...]
     original_text: str
     new_text: str
+    warnings: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -81,6 +93,7 @@ class PromotionPlan:
             "dst": self.dst,
             "file": str(self.path),
             "changes": [{"key": c.key, "before": c.before, "after": c.after} for c in self.changes],
+            "warnings": list(self.warnings),
         }
 
 
@@ -108,15 +121,6 @@ def _load(path: Path, argument: str) -> dict[str, Any]:
     return loaded
 
 
-def _leading_comments(text: str) -> str:
-    lines: list[str] = []
-    for line in text.splitlines(keepends=True):
-        if not line.startswith("#"):
-            break
-        lines.append(line)
-    return "".join(lines)
-
-
 def _get(config: dict[str, Any], top: str, nested: str | None) -> Any:
     value = decode_config_value(config.get(f"{NAMESPACE}:{top}"))
     if nested is None or value is None:
@@ -136,6 +140,7 @@ def plan_promotion(*, project_dir: Path, src: str, dst: str) -> PromotionPlan:
     dst_config: dict[str, Any] = dst_document["config"]
 
     changes: list[Change] = []
+    edits: list[tuple[list[str], Any]] = []
     for top, nested in PROMOTED_KEYS:
         before, after = _get(dst_config, top, nested), _get(src_config, top, nested)
         if after is None or before == after:
@@ -145,11 +150,18 @@ def plan_promotion(*, project_dir: Path, src: str, dst: str) -> PromotionPlan:
         full_key = f"{NAMESPACE}:{top}"
         if nested is None:
             dst_config[full_key] = after
+            edits.append((["config", full_key], after))
         else:
-            current = decode_config_value(dst_config.get(full_key))
+            raw = dst_config.get(full_key)
+            current = decode_config_value(raw)
             block: dict[str, Any] = dict(cast(dict[str, Any], current)) if isinstance(current, dict) else {}
             block[nested] = after
             dst_config[full_key] = block
+            # A block stored as JSON text (or absent) is rewritten whole; a mapping key by key.
+            if isinstance(raw, dict):
+                edits.append((["config", full_key, nested], after))
+            else:
+                edits.append((["config", full_key], block))
 
     try:
         parse_stack_config(config_from_stack_file(dst_document))
@@ -158,8 +170,17 @@ def plan_promotion(*, project_dir: Path, src: str, dst: str) -> PromotionPlan:
 
     new_text = original_text
     if changes:
-        new_text = _leading_comments(original_text) + yaml.safe_dump(
-            dst_document, sort_keys=False, width=1000
+        try:
+            new_text = edit_mapping_keys(original_text, edits, dst_document)
+        except EditError as exc:
+            raise PromotionError(f"cannot edit {dst_path} in place: {exc}") from None
+    warnings: list[str] = []
+    src_env = str(src_config.get(f"{NAMESPACE}:environment", ""))
+    dst_env = str(dst_config.get(f"{NAMESPACE}:environment", ""))
+    if src_env == "production" and dst_env != "production":
+        warnings.append(
+            f"promoting from the production stack '{src}' into the {dst_env or 'non-production'} stack "
+            f"'{dst}': the usual direction is dev -> prod; {dst} gets prod's runtime ref and params"
         )
     return PromotionPlan(
         src=src,
@@ -168,6 +189,7 @@ def plan_promotion(*, project_dir: Path, src: str, dst: str) -> PromotionPlan:
         changes=tuple(changes),
         original_text=original_text,
         new_text=new_text,
+        warnings=tuple(warnings),
     )
 
 

@@ -14,6 +14,7 @@ from pulumi.runtime import config as runtime_config
 from pulumi_proxmoxve import ProviderSshArgs
 
 from hubinfra.access import HubAccess
+from hubinfra.api_token import SEED_KEY, BootstrapToken, check_seed, derive_api_token
 from hubinfra.cloudinit import read_deploy_files
 from hubinfra.config import (
     NAMESPACE,
@@ -51,11 +52,49 @@ def read_stack_config() -> StackConfig:
             raise ConfigError(
                 f"{full}: must be set with `pulumi config set --secret {full} ...`, not in plain text"
             )
+    seed = merged.get(f"{prefix}{SEED_KEY}")
+    if seed is not None and (problem := check_seed(str(seed))) is not None:
+        raise ConfigError(f"{prefix}{SEED_KEY}: {problem}")
     raw = {k.removeprefix(prefix): decode_config_value(v) for k, v in merged.items() if k.startswith(prefix)}
     return parse_stack_config(raw)
 
 
+MIN_PVE8_RELEASE = (8, 3)
+
+
+def check_pve_version(*, configured_major: int, version: str | None) -> str:
+    """The cluster's version, if `hub:proxmox.pveMajor` matches it; ConfigError naming the key if not.
+
+    pveMajor is config (the roles' privilege names depend on it before anything is read from the
+    cluster); the provider's version data source checks it against the cluster at preview and up.
+    """
+    parts = (version or "").split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise ConfigError(f"{NAMESPACE}:proxmox.pveMajor: the cluster reported version {version!r}") from None
+    if major != configured_major:
+        raise ConfigError(
+            f"{NAMESPACE}:proxmox.pveMajor: is {configured_major}, the cluster runs Proxmox VE {version}; "
+            f"set it to {major}"
+        )
+    if major == 8 and (major, minor) < MIN_PVE8_RELEASE:
+        raise ConfigError(
+            f"{NAMESPACE}:proxmox.pveMajor: the cluster runs Proxmox VE {version}; PVE 8 must be 8.3 or newer"
+        )
+    return str(version)
+
+
+def bootstrap_token(seed: pulumi.Output[str] | None, hub_name: str) -> pulumi.Output[BootstrapToken] | None:
+    """The hub's first API token, derived from the stack's `hub:apiTokenSeed`; None without a seed."""
+    if seed is None:
+        return None
+    return pulumi.Output.secret(seed.apply(lambda value: derive_api_token(value, hub_name)))
+
+
 class HubStack(pulumi.ComponentResource):
+    api_token: pulumi.Output[str] | None
+
     def __init__(self, name: str, *, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         check_quotas(config)
         isolated = isolated_nets(config)
@@ -75,6 +114,21 @@ class HubStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         child = pulumi.ResourceOptions(parent=self, providers=[provider])
+        # Read from the cluster (provider data source `getVersion`) and checked against the config.
+        self.pve_version = proxmoxve.get_version_output(
+            opts=pulumi.InvokeOutputOptions(provider=provider)
+        ).version.apply(lambda v: check_pve_version(configured_major=config.proxmox.pve_major, version=v))
+        seed = secrets.get_secret(SEED_KEY)
+        if seed is None:
+            pulumi.log.warn(
+                f"{NAMESPACE}:{SEED_KEY} is not set: no bootstrap API token (apiToken output). Set one with "
+                f'pulumi config set --secret {NAMESPACE}:{SEED_KEY} "$(openssl rand -base64 33)"'
+            )
+        main_token = bootstrap_token(seed, config.hub_vm.name)
+        # The token is a secret output; the VM receives only the SHA-256 of its secret part.
+        self.api_token = (
+            None if main_token is None else pulumi.Output.secret(main_token.apply(lambda t: t.token))
+        )
         production = config.is_production
 
         # The dynamic resources (SDN objects, the experiments' clones) call the API as the operator,
@@ -122,6 +176,7 @@ class HubStack(pulumi.ComponentResource):
             tags=[config.hub_type],
             ipv4_address=hub.ipv4_address,
             gateway=mgmt.gateway if hub.ipv4_address != "dhcp" else None,
+            api_token_sha256=None if main_token is None else main_token.apply(lambda t: t.sha256),
         )
         self.hub = HubVm(
             f"{name}-hub",
@@ -164,6 +219,7 @@ class HubStack(pulumi.ComponentResource):
                 access=self.access,
                 network=self.network,
                 deploy_files=deploy_files,
+                api_token=bootstrap_token(seed, f"{config.hub_vm.name}-{d.name}"),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
             )
             for d in config.domain_hubs

@@ -33,6 +33,7 @@ from runtime.jobs.queue import JobQueue
 from runtime.leases import DbLease
 from runtime.metrics import Metrics
 from runtime.settings import Settings
+from runtime.tokens import BOOTSTRAP_TOKEN_NAME, TokenStore
 from runtime.wiring import Services
 
 log = logging.getLogger("hub.service")
@@ -66,6 +67,10 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
     before, after = services.db.upgrade()
     lease = DbLease(services.db, SERVICE_LEASE, ttl=LEASE_TTL_SECONDS)
     lease.acquire()  # a second serve on this database stops here, naming the first, in one line
+    if settings.api_token_sha256 is not None:  # the token `pulumi up` made: usable without logging in
+        TokenStore(services.db).ensure(
+            name=BOOTSTRAP_TOKEN_NAME, sha256=settings.api_token_sha256, actor="hubinfra"
+        )
     migrated = f" (migrated from {before or 'an empty database'})" if before != after else ""
     say(f"database at {after}{migrated}")
     stop = threading.Event()

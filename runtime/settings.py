@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     hub_label: str | None = None
     experiment: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    # SHA-256 (hex) of the secret of the bootstrap API token hubinfra generated (`pulumi stack output
+    # --show-secrets apiToken`); the service stores it at start with TokenStore.ensure. Never the token.
+    api_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("checkpoint_schedule")
     @classmethod

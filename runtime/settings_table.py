@@ -49,6 +49,11 @@ MEANING: dict[str, tuple[str, str | None]] = {
         "scheduled: the `HUB_KEEP_*` above; manual: keep 10; pre-operation: 14 days; emergency: 30 days",
     ),
     "checkpoint_vmstate": ("scheduled checkpoints save the VM's RAM too (a rollback resumes it)", None),
+    "api_token_sha256": (
+        "SHA-256 of the first API token (`pulumi stack output --show-secrets apiToken`), written by hubinfra; "
+        "the service stores it as the `bootstrap` token at start",
+        "unset",
+    ),
     "lock_wait_seconds": ("how long a second operation on a VM waits for its lock", None),
     "task_timeout_seconds": (
         "bound on waiting for one Proxmox task (a slower one is left to reconcile)",

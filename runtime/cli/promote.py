@@ -1,6 +1,8 @@
 """`hubctl promote SRC DST`: move the promotable stack settings from one Pulumi stack to another.
 
 Shows the diff, then writes `Pulumi.<DST>.yaml` only after confirmation (`--yes` for automation).
+The file is edited in place: only the promoted keys' lines change, comments and formatting stay.
+Promoting from a production stack into a development one is warned about (stderr, or `warnings`).
 Environment-specific keys are never touched; see hubinfra/promotion.py for the allowlist.
 Exit codes: 0 done (or nothing to promote), 1 failed or declined, 2 bad input.
 """
@@ -41,6 +43,9 @@ def promote(
         _fail(str(exc), json_output=json_output, src=src, dst=dst)
 
     result = {**plan.as_dict(), "written": False}
+    if not json_output:
+        for warning in plan.warnings:
+            typer.echo(f"warning: {warning}", err=True)
     if plan.empty:
         if json_output:
             typer.echo(json.dumps(result))

@@ -28,7 +28,11 @@ from pulumi.runtime.stack import run_pulumi_func
 REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "__main__.py"
 # What an operator sets with `pulumi config set --secret`; never committed to the stack files.
-OPERATOR_SECRETS = {"hub:proxmoxApiToken": "root@pam!pulumi=00000000-0000-0000-0000-000000000000"}
+API_TOKEN_SEED = "test-seed-0123456789abcdefghijklmnopqrstuvwxyz"
+OPERATOR_SECRETS = {
+    "hub:proxmoxApiToken": "root@pam!pulumi=00000000-0000-0000-0000-000000000000",
+    "hub:apiTokenSeed": API_TOKEN_SEED,
+}
 TOKEN_SECRET = "11111111-2222-3333-4444-555555555555"
 # The main Hub's token (pool hub-dev / hub-prod) gets TOKEN_SECRET; every other token its own secret,
 # so a test can tell whose secret a file holds.
@@ -125,8 +129,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return f"{inputs.get('datastoreId')}:snippets/{raw.get('fileName')}", outputs
         return f"{args.name}-id", outputs
 
+    # What the provider's version data source answers (tests may change it).
+    pve_version = "9.0.3"
+
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        if args.token == "proxmoxve:index/getVersion:getVersion":
+            release = ".".join(self.pve_version.split(".")[:2])
+            return {
+                "id": "version",
+                "version": self.pve_version,
+                "release": release,
+                "repositoryId": "x",
+            }, []
+        return {}, []
 
 
 class RecordingMonitor(MockMonitor):
@@ -172,6 +187,7 @@ def run_program(
     *,
     edit: Callable[[dict[str, Any]], None] | None = None,
     secrets: Mapping[str, str] = OPERATOR_SECRETS,
+    pve_version: str = RecordingMocks.pve_version,
 ) -> Run:
     """Evaluate __main__.py for `stack`; `edit` may change the parsed stack config first."""
     config = copy.deepcopy(stack_config(stack))
@@ -181,6 +197,7 @@ def run_program(
     wire.update(secrets)
 
     mocks = RecordingMocks()
+    mocks.pve_version = pve_version
     logger = logging.getLogger(f"hub-infra-test-{stack}")
     logger.propagate = False
     capture = _Capture()

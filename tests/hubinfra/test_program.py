@@ -97,7 +97,22 @@ def test_cloud_init_installs_the_repo_deploy_files(prod: Run) -> None:
     assert document["runcmd"] == [["/usr/local/sbin/hub-firstboot"]]
     firstboot = files["/usr/local/sbin/hub-firstboot"]
     assert "systemctl enable --now hub.service" in firstboot
-    assert "git -C /opt/hub/src checkout --quiet --detach 'main'" in firstboot
+    assert "git -C /opt/hub/src fetch --quiet --depth 1 origin 'main'" in firstboot
+    assert "git -C /opt/hub/src checkout --quiet --detach FETCH_HEAD" in firstboot
+    assert "pip install" not in firstboot
+
+
+def test_the_vm_installs_the_runtime_from_the_lock() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
+    dockerfile = compose["services"]["orchestrator"]["build"]["dockerfile_inline"]
+    installs = [line for line in dockerfile.splitlines() if "install" in line or " sync " in line]
+    setup_uv = re.search(r"UV_VERSION=(\S+)", (REPO_ROOT / "scripts" / "setup.sh").read_text())
+    assert setup_uv is not None
+    # The same uv as the lock was made with; every other install is `uv sync --frozen`, without the
+    # Pulumi program's default group.
+    assert installs[0] == f"RUN pip install --no-cache-dir uv=={setup_uv.group(1)}"
+    for line in installs[1:]:
+        assert line.startswith("RUN uv sync --frozen --no-default-groups"), line
 
 
 def test_token_is_privilege_separated_and_exported_only_as_secret(prod: Run) -> None:
@@ -408,3 +423,34 @@ def test_ip_filter_is_on_only_with_the_vms_own_address_declared(
         vm_id = int(clone.inputs["resourceId"])
         clone_set = sets[(vm_id, "ipfilter-net0")]
         assert clone_set["cidrs"][0]["name"].endswith(".10")
+
+
+def test_pve_version_is_read_from_the_cluster(dev: Run) -> None:
+    # The provider's version data source (mocked: 9.0.3) is exported and checked against pveMajor.
+    assert dev.outputs["pveVersion"] == "9.0.3"
+
+
+@pytest.mark.parametrize(
+    ("major", "cluster", "message"),
+    [
+        (9, "8.4.1", "hub:proxmox.pveMajor: is 9, the cluster runs Proxmox VE 8.4.1; set it to 8"),
+        (8, "9.0.3", "hub:proxmox.pveMajor: is 8, the cluster runs Proxmox VE 9.0.3; set it to 9"),
+        (8, "8.2.4", "hub:proxmox.pveMajor: the cluster runs Proxmox VE 8.2.4; PVE 8 must be 8.3 or newer"),
+    ],
+)
+def test_pve_major_that_does_not_match_the_cluster_is_refused(major: int, cluster: str, message: str) -> None:
+    from hubinfra.config import ConfigError
+
+    def edit(config: dict[str, Any]) -> None:
+        config["hub:proxmox"]["pveMajor"] = major
+
+    with pytest.raises(ConfigError) as caught:
+        run_program("dev", edit=edit, pve_version=cluster)
+    assert str(caught.value) == message
+
+
+def test_pve_8_3_is_accepted() -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config["hub:proxmox"]["pveMajor"] = 8
+
+    assert run_program("dev", edit=edit, pve_version="8.3.0").outputs["pveVersion"] == "8.3.0"

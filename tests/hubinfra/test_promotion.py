@@ -147,3 +147,110 @@ def test_invalid_result_is_refused(project: Path) -> None:
     assert result.exit_code == 1
     assert "hub:runtime.ref" in result.output
     assert (project / "Pulumi.prod.yaml").read_text() == original
+
+
+def _changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
+    import difflib
+
+    removed, added = [], []
+    for line in difflib.ndiff(before.splitlines(), after.splitlines()):
+        if line.startswith("- "):
+            removed.append(line[2:])
+        elif line.startswith("+ "):
+            added.append(line[2:])
+    return removed, added
+
+
+ODD_PROD = """# Production stack (hand-edited).
+config:
+  hub:environment: production     # never promoted
+  hub:proxmox:
+      endpoint:   https://pve.example.internal:8006
+      insecure: false
+      pveMajor: 9
+  hub:node: pve1
+  hub:templateVmId: 9000
+  hub:datastore: ceph-vm
+  hub:snippetsDatastore: local
+  hub:protect: true
+  hub:hubType: production
+  hub:hubLabel: prod
+  hub:hubVm: {vmId: 100, name: hub-prod, cores: 8, memoryMib: 16384, diskGb: 200, ipv4Address: 10.20.0.10/24}
+  hub:network:
+    zone: hubprod
+    bridge: vmbr0
+    management: {vnet: hpmgmt, vlanTag: 20, cidr: 10.20.0.0/24, gateway: 10.20.0.1}
+    tasks:
+        - vnet: hptask1      # first task network
+          vlanTag: 21
+          cidr: 10.21.0.0/24
+          gateway: 10.21.0.1
+    isolatedVlans: {start: 2000, end: 2999}
+    isolatedPrefix: 10.220.0.0/16
+    allowedEgress:
+        -   cidr: 151.101.0.0/16
+            proto: tcp
+            ports: "443"      # PyPI
+            comment: PyPI (Fastly)
+
+    proxmoxApi: [10.20.0.2/32]
+    manageClusterFirewall: false
+  hub:pool: {id: hub-prod}
+  hub:quotas: {cores: 64, memoryMib: 131072, diskGb: 2000, vms: 20}
+
+  # Daily checkpoints, kept for months.
+  hub:checkpoints:
+    schedule: 0 0 * * *
+  hub:runtime:
+    repoUrl:    "https://git.example.internal/hub/hub.git"   # the mirror
+    ref: 'main'          # promoted from dev
+    params:
+      health_interval_seconds: 30   # seconds
+# trailing comment, kept"""
+
+
+def test_promotion_edits_only_the_promoted_keys_in_place(project: Path) -> None:
+    (project / "Pulumi.prod.yaml").write_text(ODD_PROD)
+    result = _invoke(project, "dev", "prod", "--yes")
+    assert result.exit_code == 0, result.output
+    text = (project / "Pulumi.prod.yaml").read_text()
+    removed, added = _changed_lines(ODD_PROD, text)
+    # Exactly the promoted values' lines: the ref (quoting and comment kept), one new param, one new
+    # egress item (at the list's own indentation); every other byte as it was, comments included.
+    assert removed == ["    ref: 'main'          # promoted from dev"]
+    assert added == [
+        # allowedEgress comes before runtime in this file
+        "        -   cidr: 140.82.112.0/20",
+        "            ports: '443'",
+        "            comment: GitHub",
+        "    ref: 'v1.4.0'          # promoted from dev",
+        "      gate_timeout_seconds: 90",
+    ]
+    assert text.endswith("# trailing comment, kept")
+    config = _prod(project)
+    assert config["hub:runtime"]["params"] == {"health_interval_seconds": 30, "gate_timeout_seconds": 90}
+    assert config["hub:network"]["allowedEgress"][-1]["cidr"] == "140.82.112.0/20"
+    assert config["hub:hubVm"]["cores"] == 8
+
+
+def test_the_committed_prod_file_changes_only_where_promoted(project: Path) -> None:
+    original = (project / "Pulumi.prod.yaml").read_text()
+    assert _invoke(project, "dev", "prod", "--yes").exit_code == 0
+    removed, added = _changed_lines(original, (project / "Pulumi.prod.yaml").read_text())
+    assert removed == ["    ref: main"]
+    assert "    ref: v1.4.0" in added and len(added) == 5
+
+
+def test_prod_to_dev_is_warned_about(project: Path) -> None:
+    prod = yaml.safe_load((project / "Pulumi.prod.yaml").read_text())
+    prod["config"]["hub:runtime"]["ref"] = "v0.9.0"
+    (project / "Pulumi.prod.yaml").write_text(yaml.safe_dump(prod, sort_keys=False))
+    result = _invoke(project, "prod", "dev", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "warning: promoting from the production stack 'prod' into the development stack 'dev'" in (
+        result.output
+    )
+    as_json = _invoke(project, "prod", "dev", "--json")
+    assert json.loads(as_json.stdout)["warnings"][0].startswith("promoting from the production stack")
+    forward = plan_promotion(project_dir=project, src="dev", dst="prod")
+    assert forward.warnings == ()
