@@ -50,7 +50,7 @@ MEANING: dict[str, tuple[str, str | None]] = {
     ),
     "checkpoint_vmstate": ("scheduled checkpoints save the VM's RAM too (a rollback resumes it)", None),
     "api_token_sha256": (
-        "SHA-256 of the first API token (`pulumi stack output --show-secrets apiToken`), written by hubinfra; "
+        "SHA-256 of the first API token (`pulumi stack output --show-secrets apiToken`), from hubinfra; "
         "the service stores it as the `bootstrap` token at start",
         "unset",
     ),
