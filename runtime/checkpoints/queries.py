@@ -53,6 +53,11 @@ class CheckpointQueries:
             ]
         return items, total
 
+    def vms_with_rows(self) -> list[int]:
+        """Every VM the Hub has checkpoints of: what a reconcile of all owned VMs visits."""
+        with self.db.session() as s:
+            return list(s.scalars(select(Checkpoint.vm_id).distinct().order_by(Checkpoint.vm_id)))
+
     def vms_with_unsettled_rows(self) -> list[int]:
         """VMs with a checkpoint still 'creating' or 'failed': what a periodic reconcile must visit."""
         unsettled = (CheckpointStatus.CREATING.value, CheckpointStatus.FAILED.value)

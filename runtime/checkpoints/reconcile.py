@@ -129,6 +129,19 @@ class Reconciler:
         )
         return report
 
+    def run_many(self, vmids: list[int]) -> tuple[list[ReconcileReport], list[dict[str, Any]]]:
+        """Reconcile each VM on its own, in one process: one cluster listing locates them all (the
+        locator's cache), then one snapshot list per VM, so the cost grows with VMs, not rows.
+        Returns the reports and the VMs that could not be reconciled at all, with why."""
+        reports: list[ReconcileReport] = []
+        failed: list[dict[str, Any]] = []
+        for vmid in vmids:
+            try:
+                reports.append(self.run(vmid=vmid))
+            except ReconcileFailed as exc:
+                failed.append({"vm_id": vmid, "error": str(exc)})
+        return reports, failed
+
     def _settle_all(self, vm: VmRef, snapshots: list[Snapshot]) -> ReconcileReport:
         report = ReconcileReport(vm_id=vm.vmid)
         ours: dict[str, tuple[Snapshot, naming.Ownership]] = {}

@@ -58,3 +58,27 @@ def test_an_unknown_vm_is_refused_before_anything_is_written(sqlite_hubenv: HubE
     assert "no VM 4242" in one_line_error(result.stderr)
     assert not [r for r in pve.requests if r[0] == "POST"]
     assert json.loads(sqlite_hubenv.run("checkpoint", "list", "--json").stdout) == {"checkpoints": []}
+
+
+def test_reconcile_all_covers_every_vm_in_one_process(sqlite_hubenv: HubEnv, pve: Any) -> None:
+    """One cluster listing and one snapshot list per VM; a VM that is gone is reported, not fatal."""
+    _vm_on_pve2(pve)
+    for vmid in ("100", str(OTHER_VMID)):
+        assert sqlite_hubenv.run("checkpoint", "create", "--vmid", vmid).returncode == 0
+    gone = json.loads(sqlite_hubenv.run("checkpoint", "create", "--vmid", str(OTHER_VMID), "--json").stdout)
+    pve.vm(OTHER_VMID).snapshots.pop(gone["snapname"])  # removed by hand on Proxmox
+    before = len(pve.requests)
+    result = sqlite_hubenv.run("reconcile", "--all", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert sorted(r["vm_id"] for r in doc["vms"]) == [100, OTHER_VMID] and doc["failed"] == []
+    changes = [c for r in doc["vms"] for c in r["changes"]]
+    assert changes == [{"uuid": gone["uuid"], "action": "deleted", "why": "snapshot missing on Proxmox"}]
+    paths = [p for _, p, _ in pve.requests[before:]]
+    assert sum(p.endswith("/cluster/resources") for p in paths) == 1
+    assert sum(p.endswith("/snapshot") for p in paths) == 2
+    pve.vms.remove(pve.vm(OTHER_VMID))  # destroyed outside the Hub
+    partial = sqlite_hubenv.run("reconcile", "--all", "--json")
+    assert partial.returncode == 0, partial.stderr
+    failed = json.loads(partial.stdout)["failed"]
+    assert [f["vm_id"] for f in failed] == [OTHER_VMID] and "no VM 101" in failed[0]["error"]
