@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Self, cast
 from urllib.parse import urlsplit
@@ -45,6 +46,15 @@ Count = Annotated[int, Field(ge=0, le=100_000)]
 # a CRLF env file) or a space would otherwise pass here and surface later inside an HTTP library's
 # error message, secret included.
 _TOKEN = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]*=[A-Za-z0-9._~+/-]+")
+
+
+class LogLevel(StrEnum):
+    """How much the service logs (``runtime.logs``); the names of Python's logging levels."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
 
 
 class Settings(BaseSettings):
@@ -99,6 +109,7 @@ class Settings(BaseSettings):
     # killed worker left 'creating' are settled without waiting for a restart.
     reconcile_interval_seconds: PositiveSeconds = 300.0
     worker_threads: int = Field(default=2, ge=1, le=32)
+    log_level: LogLevel = LogLevel.INFO
 
     # Unset: the environment's own type (see effective_hub_type). Set: it must pair with the
     # environment by the rule hubinfra applies too (hubcore.contract.check_hub_type).
