@@ -16,6 +16,7 @@ thing the Hub did.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import logging
@@ -132,6 +133,9 @@ def configure(level: str, *, stream: TextIO | None = None, as_json: bool | None 
         logging.getLogger(name).setLevel(level.upper())
     _listener = logging.handlers.QueueListener(records, writer)
     _listener.start()
+    # Also on an early exit (the database never came, the lease is taken): queued lines still go out.
+    atexit.unregister(shutdown)
+    atexit.register(shutdown)
     return json_lines
 
 
