@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README):
 #   make lab    set up, then run the Hub on the embedded default against a local Proxmox simulator
 #   make test   set up (Python deps, PostgreSQL, Redis), start the servers, lint, type-check, test
-.PHONY: lab test setup lint typecheck pytest bench bench-cli clean
+.PHONY: lab test setup lint deploy-check typecheck pytest bench bench-cli clean
 
 lab: setup
 	.venv/bin/hubctl lab $(LAB_ARGS)
@@ -14,7 +14,7 @@ test:
 	scripts/services.sh start
 	@status=0; \
 	  . .run/services.env; \
-	  $(MAKE) --no-print-directory lint typecheck pytest || status=$$?; \
+	  $(MAKE) --no-print-directory lint deploy-check typecheck pytest || status=$$?; \
 	  scripts/services.sh stop; \
 	  exit $$status
 
@@ -22,6 +22,11 @@ lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports --no-cache
+
+# deploy/'s monitoring files, by their own tool (the pytest suite also checks them against the registry).
+deploy-check:
+	promtool check rules deploy/prometheus/hub-rules.yml
+	cd deploy/prometheus && promtool test rules hub-rules.test.yml
 
 typecheck:
 	.venv/bin/pyright

@@ -21,18 +21,48 @@ import tempfile
 import time
 import uuid
 from collections.abc import Generator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Protocol
 
 import filelock
 
-from runtime.errors import LockBusyError
+from runtime.errors import LockBackendError, LockBusyError
 from runtime.settings import Settings
 
 
 class VmLocks(Protocol):
     def hold(self, name: str, *, wait: float) -> AbstractContextManager[None]: ...
+
+
+class LockObserver(Protocol):
+    """Told how long each acquisition waited, and of each refusal (busy after ``wait``, or a lock
+    backend that is down), for logs and metrics. Must not raise."""
+
+    def on_acquired(self, name: str, *, waited: float) -> None: ...
+
+    def on_refused(self, name: str, *, waited: float, reason: str) -> None: ...
+
+
+class ObservedLocks:
+    """Any ``VmLocks``, with its waits and refusals reported; the locking itself is the inner one's."""
+
+    def __init__(self, inner: VmLocks, observer: LockObserver) -> None:
+        self.inner = inner
+        self.observer = observer
+
+    @contextmanager
+    def hold(self, name: str, *, wait: float) -> Generator[None, None, None]:
+        started = time.monotonic()
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(self.inner.hold(name, wait=wait))
+            except (LockBusyError, LockBackendError) as exc:
+                reason = "busy" if isinstance(exc, LockBusyError) else "backend"
+                self.observer.on_refused(name, waited=time.monotonic() - started, reason=reason)
+                raise
+            self.observer.on_acquired(name, waited=time.monotonic() - started)
+            yield
 
 
 class FileLocks:

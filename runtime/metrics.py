@@ -2,19 +2,41 @@
 
 The health loop (``runtime/serve.py``) evaluates health every interval and stores the document
 here; the API serves the stored one, so a scrape or a sentinel probe never waits on Proxmox.
+
+``Metrics`` is also the service's observer of what happens below it: jobs (``JobObserver``, told by
+the queue), Proxmox requests and retries (``ProxmoxObserver``, told by hubcore's client, which knows
+nothing of Prometheus) and lock waits (``LockObserver``). Each observation is also a log line where
+an operator would want one: every retry, every lock wait that took noticeable time, every refusal.
+Checkpoint durations and retention deletions are read from the job results the queue hands over, so
+the checkpoint domain stays unaware of metrics.
+
+Every family is listed in ``FAMILIES``; the Grafana dashboard and the alert rules in ``deploy/`` use
+only these names (``tests/deploy/test_observability_files.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import func, select
 
+from hubcore.proxmox.errors import ProxmoxError
 from runtime.db import Checkpoint
 from runtime.health import ORDER, evaluate
 from runtime.wiring import Services
+
+log = logging.getLogger("hub.metrics")
+# Job and checkpoint durations: a snapshot without RAM state takes seconds, one with a large RAM state
+# minutes; a task is bounded by task_timeout_seconds (10 min by default).
+JOB_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60)
+LOCK_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 120)
+# A lock wait shorter than this is not worth a log line (an uncontended flock takes microseconds).
+NOTABLE_LOCK_WAIT = 1.0
 
 
 class Metrics:
@@ -34,8 +56,122 @@ class Metrics:
             "When the newest completed checkpoint finished",
             registry=self.registry,
         )
+        self.jobs = Counter(
+            "hub_jobs",
+            "Jobs that ran to an end, by kind and outcome",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.job_duration = Histogram(
+            "hub_job_duration_seconds",
+            "How long a job ran",
+            ["kind"],
+            buckets=JOB_BUCKETS,
+            registry=self.registry,
+        )
+        self.checkpoint_duration = Histogram(
+            "hub_checkpoint_duration_seconds",
+            "Checkpoint creation, from the row's creation to its completion, by checkpoint kind and status",
+            ["kind", "status"],
+            buckets=JOB_BUCKETS,
+            registry=self.registry,
+        )
+        self.retention_deletions = Counter(
+            "hub_retention_deletions", "Checkpoints deleted by the retention policy", registry=self.registry
+        )
+        self.proxmox_requests = Counter(
+            "hub_proxmox_requests",
+            "Proxmox API request attempts by client call and outcome (ok or error)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.proxmox_latency = Histogram(
+            "hub_proxmox_request_duration_seconds",
+            "Proxmox API request latency by client call",
+            ["kind"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self.proxmox_errors = Counter(
+            "hub_proxmox_errors",
+            "Proxmox API errors by client call and error class",
+            ["kind", "error"],
+            registry=self.registry,
+        )
+        self.proxmox_retries = Counter(
+            "hub_proxmox_retries",
+            "Proxmox API calls retried, by client call and the error that caused the retry",
+            ["kind", "error"],
+            registry=self.registry,
+        )
+        self.lock_wait = Histogram(
+            "hub_lock_wait_seconds",
+            "Time spent waiting for a VM lock",
+            buckets=LOCK_BUCKETS,
+            registry=self.registry,
+        )
+        self.lock_refusals = Counter(
+            "hub_lock_refusals",
+            "VM lock acquisitions refused (busy: another holder past the wait; backend: Redis down)",
+            ["reason"],
+            registry=self.registry,
+        )
         self._lock = threading.Lock()
         self._latest: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------- observers
+
+    def on_job_end(self, kind: str, *, outcome: str, seconds: float, result: dict[str, Any] | None) -> None:
+        self.jobs.labels(kind=kind, outcome=outcome).inc()
+        self.job_duration.labels(kind=kind).observe(seconds)
+        if result is None:
+            return
+        if kind == "checkpoint.create":
+            took = _checkpoint_seconds(result)
+            self.checkpoint_duration.labels(
+                kind=str(result.get("kind", "unknown")), status=str(result.get("status", "unknown"))
+            ).observe(seconds if took is None else took)
+        pruned = result.get("pruned")
+        if isinstance(pruned, list) and not result.get("dry_run"):
+            self.retention_deletions.inc(len(pruned))  # pyright: ignore[reportUnknownArgumentType]
+
+    def on_request(self, kind: str, *, seconds: float, error: str | None) -> None:
+        self.proxmox_requests.labels(kind=kind, outcome="ok" if error is None else "error").inc()
+        self.proxmox_latency.labels(kind=kind).observe(seconds)
+        if error is not None:
+            self.proxmox_errors.labels(kind=kind, error=error).inc()
+
+    def on_retry(self, kind: str, *, attempt: int, delay: float, error: ProxmoxError) -> None:
+        self.proxmox_retries.labels(kind=kind, error=type(error).__name__).inc()
+        log.warning(
+            "Proxmox %s failed (attempt %d), retrying in %.1fs: %s",
+            kind,
+            attempt,
+            delay,
+            error,
+            extra={"proxmox_call": kind, "attempt": attempt, "error": type(error).__name__},
+        )
+
+    def on_acquired(self, name: str, *, waited: float) -> None:
+        self.lock_wait.observe(waited)
+        if waited >= NOTABLE_LOCK_WAIT:
+            log.info(
+                "waited %.1fs for the lock %s",
+                waited,
+                name,
+                extra={"lock": name, "waited_s": round(waited, 3)},
+            )
+
+    def on_refused(self, name: str, *, waited: float, reason: str) -> None:
+        self.lock_wait.observe(waited)
+        self.lock_refusals.labels(reason=reason).inc()
+        log.warning(
+            "the lock %s was refused (%s) after %.1fs",
+            name,
+            reason,
+            waited,
+            extra={"lock": name, "waited_s": round(waited, 3), "reason": reason},
+        )
 
     def refresh(self, services: Services) -> dict[str, Any]:
         doc = evaluate(services)
@@ -63,3 +199,18 @@ class Metrics:
         with self._lock:
             doc = self._latest
         return doc if doc is not None else self.refresh(services)
+
+
+def _checkpoint_seconds(result: dict[str, Any]) -> float | None:
+    """From the checkpoint's own timestamps: the row is created before the lock is taken, so this
+    includes a lock wait, as an operator waiting for the checkpoint experiences it."""
+    try:
+        created = datetime.fromisoformat(str(result["created_at"]))
+        done = datetime.fromisoformat(str(result["completed_at"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max((done - created).total_seconds(), 0.0)
+
+
+# Every family the registry exposes (counters gain ``_total``, histograms ``_bucket``/``_sum``/``_count``).
+FAMILIES = frozenset(metric.name for metric in Metrics().registry.collect())

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from runtime import domains
+from runtime import domains, logs
 from runtime.api.app import create_app
 from runtime.audit import scrub
 from runtime.checkpoints.queries import CheckpointQueries
@@ -62,7 +62,10 @@ def wait_for_database(db: Database, *, timeout: float, say: Callable[[str], None
 
 def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None]) -> int:
     sock = _listen(host, port)  # a busy port or a bad host is one line and exit 1, before anything else
-    services = Services(settings)
+    if logs.configure(settings.log_level.value):
+        say = _logged  # off a terminal the pipeline's own lines are JSON records like every other line
+    metrics = Metrics()
+    services = Services(settings, proxmox_observer=metrics, lock_observer=metrics)
     wait_for_database(services.db, timeout=settings.db_wait_seconds, say=say)
     before, after = services.db.upgrade()
     lease = DbLease(services.db, SERVICE_LEASE, ttl=LEASE_TTL_SECONDS)
@@ -83,12 +86,13 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
             say("Proxmox not configured: serving without checkpoints (health is critical)")
         else:
             _startup_step("reconcile at start", lambda: _reconcile_once(services, say=say), say)
-        queue = JobQueue(services, kinds=domains.job_kinds(), worker_threads=settings.worker_threads)
+        queue = JobQueue(
+            services, kinds=domains.job_kinds(), worker_threads=settings.worker_threads, observer=metrics
+        )
         interrupted = queue.sweep_orphans()
         if interrupted:
             say(f"{len(interrupted)} job(s) interrupted by the previous stop marked failed")
         queue.start_workers()
-        metrics = Metrics()
         if hub_vmid is not None:
             scheduler = CheckpointScheduler(
                 settings=settings,
@@ -115,7 +119,14 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
         say(f"serving on http://{host}:{port} (API under /api/v1, liveness at /healthz)")
         server = uvicorn.Server(
             uvicorn.Config(
-                app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10
+                app,
+                host=host,
+                port=port,
+                lifespan="on",
+                timeout_graceful_shutdown=10,
+                # Our handler (runtime.logs) formats uvicorn's warnings too; the access line is ours.
+                log_config=None,
+                access_log=False,
             )
         )
 
@@ -142,7 +153,12 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
         lease.release()
         services.close()
         sock.close()
+        logs.shutdown()
     return 0
+
+
+def _logged(message: str) -> None:
+    log.info("%s", message)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Self, cast
 from urllib.parse import urlsplit
@@ -71,6 +72,15 @@ class RetentionRule(BaseModel):
 _TOKEN = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]*=[A-Za-z0-9._~+/-]+")
 
 
+class LogLevel(StrEnum):
+    """How much the service logs (``runtime.logs``); the names of Python's logging levels."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
@@ -128,6 +138,7 @@ class Settings(BaseSettings):
     # killed worker left 'creating' are settled without waiting for a restart.
     reconcile_interval_seconds: PositiveSeconds = 300.0
     worker_threads: int = Field(default=2, ge=1, le=32)
+    log_level: LogLevel = LogLevel.INFO
 
     # Unset: the environment's own type (see effective_hub_type). Set: it must pair with the
     # environment by the rule hubinfra applies too (hubcore.contract.check_hub_type).

@@ -76,6 +76,10 @@ MEANING: dict[str, tuple[str, str | None]] = {
         None,
     ),
     "worker_threads": ("job worker threads in `serve`", None),
+    "log_level": (
+        "`debug`, `info`, `warning` or `error`: what `serve` logs (JSON lines off a terminal)",
+        None,
+    ),
     "hub_type": (
         "`production`, `development`, `client`, `project` or `geographic`; must agree with the environment",
         "from the environment",

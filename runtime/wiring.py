@@ -13,19 +13,29 @@ from typing import TYPE_CHECKING
 
 from runtime.db import Database
 from runtime.identity import verify_identity
-from runtime.locks import VmLocks, locks_for
+from runtime.locks import LockObserver, ObservedLocks, VmLocks, locks_for
 from runtime.settings import Settings
 from runtime.vms import VmLocator
 
 if TYPE_CHECKING:
     from hubcore.proxmox import ProxmoxClient
+    from hubcore.proxmox.client import ProxmoxObserver
 
 
 class Services:
     """Lazily built, shared handles: a command that needs only the database never builds a client."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        proxmox_observer: ProxmoxObserver | None = None,
+        lock_observer: LockObserver | None = None,
+    ) -> None:
         self.settings = settings
+        # The service passes its metrics here (``runtime.metrics``); a CLI command passes none.
+        self.proxmox_observer = proxmox_observer
+        self.lock_observer = lock_observer
 
     @cached_property
     def db(self) -> Database:
@@ -36,11 +46,12 @@ class Services:
         from hubcore.proxmox import ProxmoxClient  # requests, urllib3, proxmoxer: only when used
 
         verify_identity(self.settings)
-        return ProxmoxClient.from_access(self.settings.proxmox_access())
+        return ProxmoxClient.from_access(self.settings.proxmox_access(), observer=self.proxmox_observer)
 
     @cached_property
     def locks(self) -> VmLocks:
-        return locks_for(self.settings)
+        locks = locks_for(self.settings)
+        return locks if self.lock_observer is None else ObservedLocks(locks, self.lock_observer)
 
     @cached_property
     def vms(self) -> VmLocator:

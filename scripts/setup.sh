@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Set up the project on a fresh Debian machine: uv (pinned, in its own venv), then .venv from uv.lock.
 #   scripts/setup.sh            runtime + infra + lab + dev tools (everything the tests need)
-#   scripts/setup.sh --system   also the Debian packages the tests use (PostgreSQL, Redis, nginx, and
+#   scripts/setup.sh --system   also the Debian packages the tests use (PostgreSQL, Redis, nginx,
 #                               chromium for the status page's browser tests: Playwright drives
-#                               Debian's build and never downloads one of its own)
+#                               Debian's build and never downloads one of its own; and prometheus
+#                               for promtool, which checks deploy/prometheus's alert rules)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
 if [[ "${1:-}" == "--system" ]]; then
     missing=()
-    for pkg in postgresql redis-server nginx-light chromium; do
+    for pkg in postgresql redis-server nginx-light chromium prometheus; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if ((${#missing[@]})); then

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import requests
 from proxmoxer import ProxmoxAPI, ResourceException  # pyright: ignore[reportMissingTypeStubs]
@@ -59,6 +59,18 @@ _POLL_LONG = 5.0
 
 # The task types of qemu-server's snapshot endpoints (``PVE/API2/Qemu.pm``: snapshot, delsnapshot).
 SNAPSHOT_TASK_TYPES = frozenset({"qmsnapshot", "qmdelsnapshot"})
+
+
+class ProxmoxObserver(Protocol):
+    """Told about every request attempt and every retry, for logs and metrics.
+
+    ``kind`` is the client method that made the call (``list_snapshots``, ``task_status``), a small
+    fixed set; ``error`` is the typed error's class name. Set by whoever builds the client (the
+    runtime's wiring); hubcore itself neither logs nor counts. An observer must not raise."""
+
+    def on_request(self, kind: str, *, seconds: float, error: str | None) -> None: ...
+
+    def on_retry(self, kind: str, *, attempt: int, delay: float, error: ProxmoxError) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +125,7 @@ class ProxmoxClient(VmOperations):
         transient_retry_seconds: float = 30.0,
         locked_retry_seconds: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
+        observer: ProxmoxObserver | None = None,
     ) -> None:
         host = base_url.removeprefix("https://").rstrip("/")
         self._api: Any = ProxmoxAPI(
@@ -128,10 +141,12 @@ class ProxmoxClient(VmOperations):
         self._transient_budget = transient_retry_seconds
         self._locked_budget = locked_retry_seconds
         self._sleep = sleep
+        self._observer = observer
 
     @classmethod
-    def from_access(cls, access: ProxmoxAccess) -> ProxmoxClient:
+    def from_access(cls, access: ProxmoxAccess, *, observer: ProxmoxObserver | None = None) -> ProxmoxClient:
         return cls(
+            observer=observer,
             base_url=access.url,
             token_user=access.token_user,
             token_name=access.token_name,
@@ -335,6 +350,27 @@ class ProxmoxClient(VmOperations):
             budget = self._locked_budget if isinstance(exc, ProxmoxLockedError) else self._transient_budget
             return (state.seconds_since_start or 0.0) >= budget
 
+        observer = self._observer
+        kind = _kind(call)
+
+        def attempt() -> T:
+            if observer is None:
+                return _translated(call)
+            started = time.monotonic()
+            try:
+                result = _translated(call)
+            except ProxmoxError as exc:
+                observer.on_request(kind, seconds=time.monotonic() - started, error=type(exc).__name__)
+                raise
+            observer.on_request(kind, seconds=time.monotonic() - started, error=None)
+            return result
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if observer is not None and isinstance(exc, ProxmoxError):
+                delay = state.next_action.sleep if state.next_action else 0.0
+                observer.on_retry(kind, attempt=state.attempt_number, delay=delay, error=exc)
+
         retrying = Retrying(
             retry=retry_if_exception(
                 lambda e: (
@@ -344,9 +380,17 @@ class ProxmoxClient(VmOperations):
             stop=out_of_budget,
             wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
             sleep=self._sleep,
+            before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(lambda: _translated(call))
+        return retrying(attempt)
+
+
+def _kind(call: Callable[..., Any]) -> str:
+    """The client method a call was made in: ``ProxmoxClient.list_snapshots.<locals>.<lambda>`` is
+    ``list_snapshots``; a bounded label, unlike the path (which carries node, vmid and UPID)."""
+    qualname = getattr(call, "__qualname__", "") or "call"
+    return qualname.split(".<locals>", 1)[0].rsplit(".", 1)[-1]
 
 
 def _translated(call: Callable[[], T]) -> T:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -36,9 +37,26 @@ STALE_QUEUED = timedelta(minutes=2)
 ACTOR = "hub_job"
 
 
+class JobObserver(Protocol):
+    """Told of every job that ran to an end here (``outcome`` is ``succeeded`` or ``failed``), with
+    its result when it succeeded: the service's metrics. Must not raise."""
+
+    def on_job_end(
+        self, kind: str, *, outcome: str, seconds: float, result: dict[str, Any] | None
+    ) -> None: ...
+
+
 class JobQueue:
-    def __init__(self, services: Services, *, kinds: JobKinds, worker_threads: int = 2) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        kinds: JobKinds,
+        worker_threads: int = 2,
+        observer: JobObserver | None = None,
+    ) -> None:
         self.services = services
+        self.observer = observer
         self.kinds = kinds
         self.store = JobStore(services.ready_db())
         url = services.settings.redis_url
@@ -133,23 +151,41 @@ class JobQueue:
             with contextlib.suppress(DatabaseError):
                 self.store.progress(job_id, message)
 
+        kind = job["kind"]
+        about = {"job_id": job_id, "kind": kind, "actor": job["actor"]}
+        log.info("job %s (%s) started", job_id, kind, extra=about)
+        started = time.monotonic()
         context = JobContext(services=self.services, actor=job["actor"], progress=progress)
         outcome: dict[str, Any]
         try:
-            outcome = {"result": self.kinds.get(job["kind"]).run(context, job["params"])}
+            outcome = {"result": self.kinds.get(kind).run(context, job["params"])}
         except HubError as exc:
             outcome = {"error": str(exc)}
             self.abnormal_end.set()
         except Exception as exc:  # a bug: keep the traceback in the log, the message in the job
-            log.exception("job %s (%s) crashed", job_id, job["kind"])
+            log.exception("job %s (%s) crashed", job_id, kind, extra=about)
             outcome = {
                 "error": f"internal error: {type(exc).__name__}: {exc}",
                 "audit_details": {"error": f"internal error: {type(exc).__name__}"},
             }
             self.abnormal_end.set()
+        seconds = time.monotonic() - started
+        timing = {**about, "duration_s": round(seconds, 3)}
+        if "error" in outcome:
+            log.warning("job %s (%s) failed: %s", job_id, kind, outcome["error"], extra=timing)
+        else:
+            log.info("job %s (%s) succeeded", job_id, kind, extra=timing)
+        if self.observer is not None:
+            result = outcome.get("result")
+            self.observer.on_job_end(
+                kind,
+                outcome="failed" if "error" in outcome else "succeeded",
+                seconds=seconds,
+                result=cast(dict[str, Any], result) if isinstance(result, dict) else None,
+            )
         try:
             retry_write(lambda: self.store.finish(job_id, **outcome))
         except DatabaseError as exc:
             # Still running in the database; the service's sweep settles it once the database is back.
-            log.error("job %s (%s): its outcome could not be written: %s", job_id, job["kind"], exc)
+            log.error("job %s (%s): its outcome could not be written: %s", job_id, kind, exc, extra=about)
             self.abnormal_end.set()
