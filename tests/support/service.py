@@ -39,11 +39,15 @@ class Service:
             if self.process.poll() is not None:
                 raise AssertionError(f"serve exited: {self.process.communicate()[1]}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or slow on a loaded machine
                 pass
             time.sleep(0.1)
+        # Never leave it running: a stray serve would take other tests' jobs.
+        self.process.kill()
+        self.process.communicate(timeout=30)
+        self.process = None
         raise AssertionError("serve did not come up")
 
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
