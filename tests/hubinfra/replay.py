@@ -361,13 +361,14 @@ def vm(r: Resource, st: AccessState) -> list[Call]:
     if cpu:
         conf["cores"] = _num(cpu.get("cores", 1))
         conf["sockets"] = _num(cpu.get("sockets", 1))
-        conf["cpu"] = f"cputype={cpu.get('type', 'qemu64')}"
+        # proxmox/nodes/vms/custom_cpu_emulation.go: the bare type unless flags/hidden/hv-vendor-id are set
+        conf["cpu"] = str(cpu.get("type", "qemu64"))
     mem = i.get("memory") or {}
     if mem.get("dedicated") is not None:
         conf["memory"] = _num(mem["dedicated"])
     for n, dev in enumerate(i.get("networkDevices") or []):
-        # proxmox/nodes/vms/custom_network_device.go: <model>,bridge=,firewall=
-        parts = [str(dev.get("model", "virtio")), f"bridge={dev['bridge']}"]
+        # proxmox/nodes/vms/custom_network_device.go: model=,bridge=,firewall=,...,tag=
+        parts = [f"model={dev.get('model', 'virtio')}", f"bridge={dev['bridge']}"]
         if dev.get("firewall") is not None:
             parts.append(f"firewall={_b(dev['firewall'])}")
         if dev.get("vlanId"):
@@ -389,19 +390,27 @@ def vm(r: Resource, st: AccessState) -> list[Call]:
         conf["startup"] = ",".join(parts)
     if i.get("tags"):
         conf["tags"] = ";".join(sorted(i["tags"]))  # vm.go: strings.Join(tags, ";")
-    _opt(conf, "onboot", i.get("onBoot"))
-    _opt(conf, "protection", i.get("protection"))
+    conf["onboot"] = _b(i.get("onBoot", True))  # vm.go: StartOnBoot always set on the clone
+    if i.get("protection"):
+        conf["protection"] = 1  # vm.go: DeletionProtection only when true
     init = i.get("initialization")
     if init:
         iface = init.get("interface", "ide2")
         conf[iface] = f"{init.get('datastoreId', 'local-lvm')}:cloudinit"
+        # proxmox/nodes/vms/custom_cloud_init.go EncodeValues: cicustom meta=,...,user= and
+        # ipconfig<n> gw=,ip= (in that order).
+        files = [f"meta={init['metaDataFileId']}"] if init.get("metaDataFileId") else []
+        if init.get("networkDataFileId"):
+            files.append(f"network={init['networkDataFileId']}")
         if init.get("userDataFileId"):
-            conf["cicustom"] = f"user={init['userDataFileId']}"
+            files.append(f"user={init['userDataFileId']}")
+        if files:
+            conf["cicustom"] = ",".join(files)
         for n, ipc in enumerate(init.get("ipConfigs") or []):
             v4 = ipc.get("ipv4") or {}
-            parts = [f"ip={v4['address']}"] if v4.get("address") else []
-            if v4.get("gateway"):
-                parts.append(f"gw={v4['gateway']}")
+            parts = [f"gw={v4['gateway']}"] if v4.get("gateway") else []
+            if v4.get("address"):
+                parts.append(f"ip={v4['address']}")
             conf[f"ipconfig{n}"] = ",".join(parts)
     calls.append(Call("POST", f"/nodes/{node}/qemu/{vmid}/config", conf))
     for disk in i.get("disks") or []:

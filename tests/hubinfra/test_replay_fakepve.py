@@ -191,6 +191,11 @@ def _bad_subnet_gateway(res: list[Resource]) -> str:
     return "/subnets"
 
 
+def _bad_vm_ostype(res: list[Resource]) -> str:
+    _one(res, "proxmoxve:index/vmLegacy:VmLegacy", "hub-hub-vm").inputs["operatingSystem"]["type"] = "linux"
+    return "/qemu/100/config"
+
+
 CORRUPTIONS: dict[str, Callable[[list[Resource]], str]] = {
     "pool id with invalid characters": _bad_pool_id,
     "firewall rule with unknown macro": _bad_macro,
@@ -203,6 +208,7 @@ CORRUPTIONS: dict[str, Callable[[list[Resource]], str]] = {
     "VM cloned into an undeclared pool": _vm_into_unknown_pool,
     "VM rule naming an undeclared security group (replay-side)": _bad_vm_group,
     "subnet gateway that is not an address": _bad_subnet_gateway,
+    "VM config with an unknown ostype": _bad_vm_ostype,
 }
 
 
