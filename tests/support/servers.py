@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -20,9 +21,20 @@ from pathlib import Path
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the kernel's ephemeral range. These servers are stopped and started again on
+    the same port: a port the kernel hands out for outgoing connections could be taken by one of
+    them (any process's) while the server is down, and the restart would fail to bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _pg_bin() -> Path:
@@ -53,7 +65,12 @@ class PrivatePostgres:
             timeout=60,
         )
         if done.returncode:
-            raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+            log = self.data.parent / "server.log"
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            raise RuntimeError(
+                f"pg_ctl {' '.join(args[-3:])} failed ({done.returncode}): {done.stdout} {done.stderr}\n"
+                + "\n".join(tail)
+            )
 
     def start(self) -> None:
         self._ctl(
@@ -93,7 +110,7 @@ def private_postgres(root: Path) -> Iterator[PrivatePostgres]:
     try:
         yield server
     finally:
-        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by the test
+        with contextlib.suppress(RuntimeError):  # already stopped by the test
             server.stop()
 
 
