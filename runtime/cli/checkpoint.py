@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 import signal
 import threading
-import uuid as uuidlib
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,19 +20,27 @@ from runtime.cli.common import (
     services_from_settings,
 )
 from runtime.cli.listing import DEFAULT_LIMIT
-from runtime.errors import UsageError
+
+if TYPE_CHECKING:
+    from runtime.db import Database
 
 app = typer.Typer(
     help="Checkpoints of the Hub VM (Proxmox snapshots tracked in the database).", no_args_is_help=True
 )
-UuidArgument = Annotated[str, typer.Argument(help="Checkpoint uuid.")]
+UuidArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="CHECKPOINT",
+        help="Checkpoint: full uuid, a unique prefix (4+ hex digits) or snapshot name (hub-...).",
+    ),
+]
 
 
-def _uuid(value: str) -> str:
-    try:
-        return str(uuidlib.UUID(value))
-    except ValueError:
-        raise UsageError(f"UUID: not a checkpoint uuid: {value!r}") from None
+def _resolve(db: Database, ref: str) -> str:
+    """The uuid of the checkpoint ``ref`` names (uuid, unique prefix or snapshot name)."""
+    from runtime.checkpoints.queries import CheckpointQueries
+
+    return CheckpointQueries(db).resolve(ref).uuid
 
 
 @app.command()
@@ -101,7 +108,7 @@ def show(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     from runtime.checkpoints.queries import CheckpointQueries
 
     output.set_json(json_output)
-    cp = CheckpointQueries(database_from_settings()).show(_uuid(uuid)).to_public()
+    cp = CheckpointQueries(database_from_settings()).resolve(uuid).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -111,10 +118,10 @@ def delete(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     from runtime.checkpoints.service import CheckpointService
 
     output.set_json(json_output)
-    svc = CheckpointService.build(
-        services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
-    )
-    cp = svc.delete(_uuid(uuid)).to_public()
+    services = services_from_settings()
+    target = _resolve(services.ready_db(), uuid)
+    svc = CheckpointService.build(services, actor="hubctl", progress=progress_printer(json_output))
+    cp = svc.delete(target).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -134,8 +141,10 @@ def _set_protection(uuid: str, *, protected: bool, json_output: bool) -> None:
     from runtime.checkpoints.service import CheckpointService
 
     output.set_json(json_output)
-    svc = CheckpointService.build(services_from_settings(), actor="hubctl")
-    cp = svc.protect(_uuid(uuid), protected=protected).to_public()
+    services = services_from_settings()
+    target = _resolve(services.ready_db(), uuid)
+    svc = CheckpointService.build(services, actor="hubctl")
+    cp = svc.protect(target, protected=protected).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
