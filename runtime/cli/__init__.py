@@ -12,6 +12,8 @@ threads it must see finish) calls ``process.long_running()`` first (see process.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,13 +21,15 @@ import typer
 
 from runtime import domains
 from runtime.cli import output, process
-from runtime.cli.common import JsonOption, VmidOption, services_from_settings
+from runtime.cli.common import JsonOption, VmidOption, examples, services_from_settings
 from runtime.cli.lazy import LazyGroup
 from runtime.errors import HubError, UsageError
 
 CORE_COMMANDS = (
     domains.Command("db", "runtime.cli.db:app", "Database schema (Alembic migrations)."),
     domains.Command("token", "runtime.cli.token:app", "API bearer tokens."),
+    domains.Command("jobs", "runtime.cli.jobs:app", "Jobs run by the service (API requests, schedules)."),
+    domains.Command("audit", "runtime.cli.audit:app", "The append-only audit trail of every Hub action."),
     domains.Command(
         "promote", "runtime.cli.promote:app", "Promote stack settings from one Pulumi stack to another."
     ),
@@ -38,11 +42,43 @@ app = typer.Typer(
     help="Hub: a self-managing orchestrator for Proxmox VE.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion/--show-completion: typer's, cheap (no import at --help)
+    epilog=examples(
+        "hubctl lab           # the whole Hub here, against a simulator",
+        "hubctl health",
+        "hubctl checkpoint create --reason 'before upgrade'",
+        "hubctl checkpoint list",
+        "hubctl jobs show 1a2b --follow",
+        "hubctl COMMAND --help",
+    ),
 )
 
 
-@app.command()
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("hub")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found = "unknown (not installed)"
+        sys.stdout.write(f"hubctl {found}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print the version of hubctl and exit."
+        ),
+    ] = False,
+) -> None:
+    """Hub: a self-managing orchestrator for Proxmox VE."""
+
+
+@app.command(epilog=examples("hubctl reconcile", "hubctl reconcile --vmid 101 --json"))
 def reconcile(vmid: VmidOption = None, json_output: JsonOption = False) -> None:
     """Make the database and Proxmox agree about the VM's checkpoints; report what changed."""
     from runtime.checkpoints.reconcile import Reconciler
@@ -58,7 +94,7 @@ def reconcile(vmid: VmidOption = None, json_output: JsonOption = False) -> None:
     output.emit(report, "\n".join(lines))
 
 
-@app.command()
+@app.command(epilog=examples("hubctl health", "hubctl health --json | jq .status"))
 def health(json_output: JsonOption = False) -> None:
     """Health of the Hub: exit 0 when healthy or degraded, 1 when critical."""
     from runtime.health import evaluate
@@ -71,7 +107,7 @@ def health(json_output: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=examples("hubctl serve --host 0.0.0.0 --port 8080"))
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
@@ -110,10 +146,18 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str] | None = None) -> int:
     from runtime.checkpoints.errors import CheckpointError
 
+    if "_HUBCTL_COMPLETE" in os.environ:  # the shell asks for completions (see README)
+        from typer._completion_classes import completion_init  # pyright: ignore[reportPrivateUsage]
+
+        completion_init()
+
     try:
         result: Any = app(args=argv, prog_name="hubctl", standalone_mode=False)
     except typer.TyperException as exc:  # typer's usage errors carry exit_code 2
-        output.fail(exc.format_message())
+        message = exc.format_message()
+        if not message.strip():  # no command given: the help it printed is the whole answer
+            return 0
+        output.fail(message)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code

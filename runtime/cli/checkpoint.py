@@ -16,16 +16,27 @@ from runtime.cli.common import (
     JsonOption,
     VmidOption,
     database_from_settings,
+    examples,
     progress_printer,
+    progress_shown,
     services_from_settings,
 )
 from runtime.cli.listing import DEFAULT_LIMIT
+from runtime.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
+    from runtime.checkpoints.records import CheckpointRecord
     from runtime.db import Database
 
 app = typer.Typer(
-    help="Checkpoints of the Hub VM (Proxmox snapshots tracked in the database).", no_args_is_help=True
+    help="Checkpoints of the Hub VM (Proxmox snapshots tracked in the database).",
+    no_args_is_help=True,
+    epilog=examples(
+        "hubctl checkpoint create --reason 'before upgrade'",
+        "hubctl checkpoint list",
+        "hubctl checkpoint show 3f2a",
+        "hubctl checkpoint prune --dry-run",
+    ),
 )
 UuidArgument = Annotated[
     str,
@@ -36,17 +47,28 @@ UuidArgument = Annotated[
 ]
 
 
-def _resolve(db: Database, ref: str) -> str:
-    """The uuid of the checkpoint ``ref`` names (uuid, unique prefix or snapshot name)."""
+def _resolve(db: Database, ref: str) -> CheckpointRecord:
+    """The checkpoint ``ref`` names (uuid, unique prefix or snapshot name); bad usage names the argument."""
     from runtime.checkpoints.queries import CheckpointQueries
 
-    return CheckpointQueries(db).resolve(ref).uuid
+    try:
+        return CheckpointQueries(db).resolve(ref)
+    except NotFoundError:
+        raise
+    except UsageError as exc:
+        raise UsageError(f"CHECKPOINT: {exc}") from None
 
 
-@app.command()
+@app.command(epilog=examples("hubctl checkpoint create --kind pre-operation --reason 'kernel update'"))
 def create(
     kind: Annotated[
-        CheckpointKind, typer.Option("--kind", help="Why this checkpoint is taken ('imported' is reserved).")
+        CheckpointKind,
+        typer.Option(
+            "--kind",
+            metavar="KIND",
+            help="Why this checkpoint is taken: manual, scheduled, pre-operation or emergency"
+            " ('imported' is reserved).",
+        ),
     ] = CheckpointKind.MANUAL,
     reason: Annotated[
         str | None, typer.Option("--reason", help="Free text kept with the checkpoint.")
@@ -58,17 +80,22 @@ def create(
     from runtime.checkpoints.service import CheckpointService
 
     output.set_json(json_output)
-    svc = CheckpointService.build(
-        services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
-    )
-    cp = svc.create(kind=kind, reason=reason, vmid=vmid).to_public()
+    services = services_from_settings()
+    with progress_shown(json_output, "the VM's lock and the snapshot") as progress:
+        svc = CheckpointService.build(services, actor="hubctl", progress=progress)
+        cp = svc.create(kind=kind, reason=reason, vmid=vmid).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
 @app.command("list")
 def list_(
     status: Annotated[
-        CheckpointStatus | None, typer.Option("--status", help="Only checkpoints in this state.")
+        CheckpointStatus | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            help="Only checkpoints in this state: creating, completed, failed or deleted.",
+        ),
     ] = None,
     vmid: VmidOption = None,
     limit: Annotated[
@@ -102,13 +129,11 @@ def list_(
     )
 
 
-@app.command()
+@app.command(epilog=examples("hubctl checkpoint show 3f2a", "hubctl checkpoint show hub-<32 hex digits>"))
 def show(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     """One checkpoint."""
-    from runtime.checkpoints.queries import CheckpointQueries
-
     output.set_json(json_output)
-    cp = CheckpointQueries(database_from_settings()).resolve(uuid).to_public()
+    cp = _resolve(database_from_settings(), uuid).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -119,9 +144,10 @@ def delete(uuid: UuidArgument, json_output: JsonOption = False) -> None:
 
     output.set_json(json_output)
     services = services_from_settings()
-    target = _resolve(services.ready_db(), uuid)
-    svc = CheckpointService.build(services, actor="hubctl", progress=progress_printer(json_output))
-    cp = svc.delete(target).to_public()
+    target = _resolve(services.ready_db(), uuid).uuid
+    with progress_shown(json_output, f"the VM's lock and deleting {target}") as progress:
+        svc = CheckpointService.build(services, actor="hubctl", progress=progress)
+        cp = svc.delete(target).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -142,7 +168,7 @@ def _set_protection(uuid: str, *, protected: bool, json_output: bool) -> None:
 
     output.set_json(json_output)
     services = services_from_settings()
-    target = _resolve(services.ready_db(), uuid)
+    target = _resolve(services.ready_db(), uuid).uuid
     svc = CheckpointService.build(services, actor="hubctl")
     cp = svc.protect(target, protected=protected).to_public()
     output.emit(cp, output.checkpoint_text(cp))
@@ -158,10 +184,10 @@ def prune(
     from runtime.checkpoints.service import CheckpointService
 
     output.set_json(json_output)
-    svc = CheckpointService.build(
-        services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
-    )
-    gone = [item.to_public() for item in svc.prune(vmid=vmid, dry_run=dry_run)]
+    services = services_from_settings()
+    with progress_shown(json_output, "the VM's lock and the retention policy") as progress:
+        svc = CheckpointService.build(services, actor="hubctl", progress=progress)
+        gone = [item.to_public() for item in svc.prune(vmid=vmid, dry_run=dry_run)]
     verb = "would prune" if dry_run else "pruned"
     output.emit(
         {"dry_run": dry_run, "policy": dataclasses.asdict(svc.policy()), "pruned": gone},
