@@ -79,11 +79,13 @@ def test_a_manual_schedule_needs_no_scheduler_to_validate(tmp_path: Path) -> Non
 def test_health_without_proxmox_loads_no_migrations_api_or_infra(tmp_path: Path) -> None:
     """health's own module imports the lock (redis) and the Proxmox client (runtime/health.py,
     runtime/wiring.py): measured in docs/performance.md; what the CLI and db add is checked here."""
-    code, out, top = _loaded("health", "--json", env=_empty_hub(tmp_path))
+    env = _empty_hub(tmp_path)
+    code, out, top = _loaded("health", "--json", env=env)
+    head = Database(env["HUB_DATABASE_URL"]).head_revision()
     assert code == 1 and json.loads(out)["checks"][0] == {
         "name": "database",
         "status": "healthy",
-        "detail": "reachable, schema 0002",
+        "detail": f"reachable, schema {head} ({env['HUB_DATABASE_URL']})",  # which database is used
     }
     loaded = top & {"alembic", "fastapi", "hubinfra", "dramatiq", "rich"}
     assert not loaded, loaded
