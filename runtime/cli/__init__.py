@@ -121,18 +121,24 @@ def serve(
     run_service(settings, host=host, port=port, say=lambda m: output.errors.print(f"hub: {m}", markup=False))
 
 
-@app.command()
+@app.command(epilog=examples("hubctl lab", "hubctl lab --once", "hubctl lab --port 8006 --api-port 8080"))
 def lab(
     once: Annotated[bool, typer.Option("--once", help="Run the scripted walk-through, then exit.")] = False,
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the lab keeps its state.")] = Path(
         ".hub-lab"
     ),
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port of the Proxmox simulator (0: any free one).")
+    ] = 0,
+    api_port: Annotated[
+        int, typer.Option("--api-port", min=0, max=65535, help="Port of the Hub API (0: any free one).")
+    ] = 0,
 ) -> None:
     """The whole Hub on this machine against a local Proxmox simulator (SQLite, in-process jobs)."""
     process.long_running()
     from runtime.lab.walkthrough import run as run_lab
 
-    code = run_lab(once=once, root=state_dir.resolve(), console=output.console)
+    code = run_lab(once=once, root=state_dir.resolve(), console=output.console, port=port, api_port=api_port)
     if code:
         raise typer.Exit(code)
 
