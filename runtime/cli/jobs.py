@@ -101,7 +101,8 @@ def _follow(store: Any, job: dict[str, Any], *, json_output: bool) -> dict[str, 
             seen = list(job["progress"])
             if job["state"] in DONE:
                 return job
-            status.wait(f"job {job['id'][:8]} ({job['kind']}) {job['state']}")
+            last = f": {seen[-1]}" if seen else ""
+            status.wait(f"{job['state']} job {job['id'][:8]}{last}")
             time.sleep(POLL_SECONDS)
             job = store.get(job["id"])
 

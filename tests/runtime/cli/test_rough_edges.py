@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,49 @@ def test_audit_list_with_target_and_limit(hub: tuple[dict[str, str], Database]) 
     assert len(limited["entries"]) == 1 and limited["total"] == 2
     text = _run("audit", "list", env=env)
     assert "job.submit" in text.stdout
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str], until: Callable[[], None]) -> tuple[int, str]:
+    """Run hubctl with a pseudo-terminal as stdout/stderr; call ``until`` once it runs; all it wrote."""
+    main, sub = pty.openpty()
+    proc = subprocess.Popen(
+        [*HUBCTL, *args], env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=sub, stderr=sub
+    )
+    os.close(sub)
+    time.sleep(2.5)  # started, polling: the spinner has had time to draw
+    until()
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return proc.wait(timeout=30), b"".join(chunks).decode(errors="replace")
+
+
+def test_a_terminal_shows_what_a_command_waits_for_and_json_never_does(
+    hub: tuple[dict[str, str], Database],
+) -> None:
+    env, db = hub
+    env = {**env, "TERM": "xterm"}
+    store = JobStore(db)
+    for json_flag in ([], ["--json"]):
+        job = store.create(kind="checkpoint.create", params={}, actor="test")
+        store.claim(job["id"])
+        store.progress(job["id"], "snapshot started")
+
+        def finish(job_id: str = job["id"]) -> None:
+            store.finish(job_id, result={"ok": True})
+
+        code, seen = _on_a_terminal(["jobs", "show", job["id"], "--follow", *json_flag], env, finish)
+        assert code == 0, seen
+        if json_flag:
+            assert "waiting:" not in seen
+            assert json.loads(seen[seen.index("{") :])["state"] == "succeeded"
+        else:
+            assert "waiting: running job" in seen and "snapshot started" in seen
+            assert f"job {job['id']}" in seen and "succeeded" in seen
