@@ -16,7 +16,7 @@ import pytest
 
 from runtime.db import Database
 from runtime.jobs.store import JobStore
-from tests.support.hubenv import HUBCTL, REPO, one_line_error
+from tests.support.hubenv import HUB_VMID, HUBCTL, REPO, HubEnv, one_line_error
 
 
 @pytest.fixture
@@ -194,3 +194,15 @@ def test_a_terminal_shows_what_a_command_waits_for_and_json_never_does(
         else:
             assert "waiting: running job" in seen and "snapshot started" in seen
             assert f"job {job['id']}" in seen and "succeeded" in seen
+
+
+def test_a_checkpoint_waiting_for_the_vms_lock_says_so_on_a_terminal(sqlite_hubenv: HubEnv) -> None:
+    from runtime.locks import vm_lock_name
+
+    services = sqlite_hubenv.services()
+    services.ready_db()
+    env = {**sqlite_hubenv.env(HUB_LOCK_WAIT_SECONDS="4"), "TERM": "xterm", "COLUMNS": "120"}
+    with services.locks.hold(vm_lock_name(HUB_VMID), wait=5):
+        code, seen = _on_a_terminal(["checkpoint", "create"], env, lambda: None)
+    assert code == 1, seen
+    assert "waiting: the VM's lock" in seen
