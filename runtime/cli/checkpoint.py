@@ -27,6 +27,7 @@ from runtime.errors import NotFoundError, UsageError
 if TYPE_CHECKING:
     from runtime.checkpoints.records import CheckpointRecord
     from runtime.db import Database
+    from runtime.wiring import Services
 
 app = typer.Typer(
     help="Checkpoints of the Hub VM (Proxmox snapshots tracked in the database).",
@@ -45,6 +46,11 @@ UuidArgument = Annotated[
         help="Checkpoint: full uuid, a unique prefix (4+ hex digits) or snapshot name (hub-...).",
     ),
 ]
+
+
+def _lock_reason(services: Services) -> str:
+    """What a command waits for first, with the time it gives up after (lock_wait_seconds)."""
+    return f"the VM's lock (gives up after {services.settings.lock_wait_seconds:.0f} s)"
 
 
 def _resolve(db: Database, ref: str) -> CheckpointRecord:
@@ -81,7 +87,7 @@ def create(
 
     output.set_json(json_output)
     services = services_from_settings()
-    with progress_shown(json_output, "the VM's lock and the snapshot") as progress:
+    with progress_shown(json_output, f"{_lock_reason(services)}, then the snapshot") as progress:
         svc = CheckpointService.build(services, actor="hubctl", progress=progress)
         cp = svc.create(kind=kind, reason=reason, vmid=vmid).to_public()
     output.emit(cp, output.checkpoint_text(cp))
@@ -145,7 +151,7 @@ def delete(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     output.set_json(json_output)
     services = services_from_settings()
     target = _resolve(services.ready_db(), uuid).uuid
-    with progress_shown(json_output, f"the VM's lock and deleting {target}") as progress:
+    with progress_shown(json_output, f"{_lock_reason(services)}, then deleting {target[:8]}") as progress:
         svc = CheckpointService.build(services, actor="hubctl", progress=progress)
         cp = svc.delete(target).to_public()
     output.emit(cp, output.checkpoint_text(cp))
@@ -185,7 +191,7 @@ def prune(
 
     output.set_json(json_output)
     services = services_from_settings()
-    with progress_shown(json_output, "the VM's lock and the retention policy") as progress:
+    with progress_shown(json_output, f"{_lock_reason(services)}, then the retention policy") as progress:
         svc = CheckpointService.build(services, actor="hubctl", progress=progress)
         gone = [item.to_public() for item in svc.prune(vmid=vmid, dry_run=dry_run)]
     verb = "would prune" if dry_run else "pruned"

@@ -205,4 +205,4 @@ def test_a_checkpoint_waiting_for_the_vms_lock_says_so_on_a_terminal(sqlite_hube
     with services.locks.hold(vm_lock_name(HUB_VMID), wait=5):
         code, seen = _on_a_terminal(["checkpoint", "create"], env, lambda: None)
     assert code == 1, seen
-    assert "waiting: the VM's lock" in seen
+    assert "waiting: the VM's lock (gives up after 4 s)" in seen
