@@ -62,11 +62,14 @@ def evaluate(services: Services, *, now: datetime | None = None) -> dict[str, An
 def _database(services: Services) -> Check:
     current = services.db.current_revision()
     head = services.db.head_revision()
+    from sqlalchemy.engine import make_url
+
+    # Which database: the default one is per user, so say it (password hidden).
+    where = make_url(services.settings.database_url).render_as_string(hide_password=True)
     if current != head:
-        return Check(
-            "database", "critical", f"schema at {current}, code expects {head}: run hubctl db upgrade"
-        )
-    return Check("database", "healthy", f"reachable, schema {current}")
+        at = f"schema at {current}" if current else "empty database"
+        return Check("database", "critical", f"{at}, code expects {head}: run hubctl db upgrade ({where})")
+    return Check("database", "healthy", f"reachable, schema {current} ({where})")
 
 
 def _checkpoints(services: Services, now: datetime) -> Check:

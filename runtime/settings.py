@@ -81,11 +81,20 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
+def default_data_dir() -> Path:
+    """Where the embedded default database lives: ``$XDG_DATA_HOME/hub``, else ``~/.local/share/hub``
+    (root's too). Created when the database is first opened (runtime.db.session)."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "hub"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     environment: Environment = Environment.DEVELOPMENT
-    database_url: str = "sqlite:///./hub.db"
+    # Not ./hub.db: a database must not depend on the directory a command happens to run in.
+    database_url: str = Field(default_factory=lambda: f"sqlite:///{default_data_dir() / 'hub.db'}")
     redis_url: str | None = None
     proxmox_url: str | None = None
     proxmox_api_token: SecretStr | None = None

@@ -21,7 +21,10 @@ END = "<!-- settings-table:end -->"
 # field -> (meaning, default as said to a person when the model's own default needs words)
 MEANING: dict[str, tuple[str, str | None]] = {
     "environment": ("`production`, `development` or `experimental`", None),
-    "database_url": ("SQLAlchemy URL (`postgresql+psycopg://...` in production)", None),
+    "database_url": (
+        "SQLAlchemy URL (`postgresql+psycopg://...` in production)",
+        "`sqlite:///$XDG_DATA_HOME/hub/hub.db`, else `~/.local/share/hub/hub.db`",
+    ),
     "redis_url": ("Redis for locks and the job queue", "unset: file locks, in-process jobs"),
     "proxmox_url": ("the Proxmox API's base, `https://host[:8006]`, no path", "required for Proxmox work"),
     "proxmox_api_token": ("`user@realm!tokenid=secret`", "required for Proxmox work"),

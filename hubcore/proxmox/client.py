@@ -399,9 +399,11 @@ def _translated(call: Callable[[], T]) -> T:
     except ResourceException as exc:
         raise _http_error(exc) from None
     except requests.exceptions.SSLError as exc:
-        raise ProxmoxTLSError(f"TLS verification of the Proxmox API failed: {_first_line(exc)}") from None
+        raise ProxmoxTLSError(
+            f"TLS verification of the Proxmox API at {_where(exc)} failed: {_tls_cause(exc)}"
+        ) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-        raise ProxmoxUnreachable(f"Proxmox API unreachable: {_first_line(exc)}") from None
+        raise ProxmoxUnreachable(f"Proxmox API at {_where(exc)} unreachable: {_network_cause(exc)}") from None
 
 
 def _http_error(exc: ResourceException) -> ProxmoxError:
@@ -428,6 +430,88 @@ def _http_error(exc: ResourceException) -> ProxmoxError:
     if status >= 500:
         return ProxmoxServerError(message, status=status)
     return ProxmoxError(message, status=status)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (requests -> urllib3's MaxRetryError -> its reason -> the OSError),
+    outermost first: urllib3 nests each layer's text in the next, so the root says it shortest."""
+    found: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        nested: list[object] = [
+            getattr(current, "reason", None),
+            current.__cause__,
+            current.__context__,
+            *current.args,
+        ]
+        todo += [n for n in nested if isinstance(n, BaseException)]
+    return found
+
+
+def _where(exc: requests.exceptions.RequestException) -> str:
+    """host:port of the request that failed."""
+    from urllib.parse import urlsplit
+
+    url = getattr(exc.request, "url", None) if exc.request is not None else None
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        if parts.hostname:
+            return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    for layer in _chain(exc):
+        pool = getattr(layer, "pool", None)
+        if pool is not None and getattr(pool, "host", None):
+            return f"{pool.host}:{pool.port}"
+    return "(unknown host)"
+
+
+def _network_cause(exc: BaseException) -> str:
+    """One short phrase for why a connection failed: refused, timed out, name does not resolve..."""
+    import socket
+
+    chain = _chain(exc)
+    text = " ".join(str(layer) for layer in chain).lower()
+    if any(isinstance(layer, socket.gaierror) for layer in chain) or any(
+        marker in text
+        for marker in (
+            "name or service not known",
+            "failed to resolve",
+            "nodename nor servname",
+            "name resolution",
+        )
+    ):
+        return "name does not resolve"
+    if any(isinstance(layer, ConnectionRefusedError) for layer in chain) or "connection refused" in text:
+        return "connection refused"
+    if any(
+        isinstance(layer, TimeoutError | socket.timeout | requests.exceptions.Timeout) for layer in chain
+    ) or ("timed out" in text):
+        return "timed out"
+    if any(isinstance(layer, ConnectionResetError) for layer in chain) or "connection reset" in text:
+        return "connection reset by peer"
+    if "no route to host" in text:
+        return "no route to host"
+    if "network is unreachable" in text:
+        return "network is unreachable"
+    root = chain[-1]
+    return _first_line(root)[:120]
+
+
+def _tls_cause(exc: BaseException) -> str:
+    """The certificate check's own words (``certificate verify failed: self-signed ...``)."""
+    import ssl
+
+    for layer in reversed(_chain(exc)):
+        if isinstance(layer, ssl.SSLCertVerificationError):
+            return (
+                f"certificate verify failed: {layer.verify_message}" if layer.verify_message else str(layer)
+            )
+        if isinstance(layer, ssl.SSLError) and layer.reason:
+            return str(layer.reason).lower().replace("_", " ")
+    return _first_line(exc)[:160]
 
 
 def _first_line(exc: BaseException) -> str:

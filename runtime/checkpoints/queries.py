@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import uuid as uuidlib
+
 from sqlalchemy import ColumnElement, Select, func, select
 
 from runtime.checkpoints.records import CheckpointRecord, CheckpointStatus
 from runtime.db import Checkpoint, Database
-from runtime.errors import NotFoundError
+from runtime.errors import NotFoundError, UsageError
+
+MIN_PREFIX = 4  # as git and docker: shorter prefixes match too much to be meant
+_HEX = re.compile(r"^[0-9a-f]+$")
+_SNAPNAME = re.compile(r"^hub-([0-9a-f]{32})$")
 
 
 class CheckpointQueries:
@@ -19,6 +26,45 @@ class CheckpointQueries:
             if row is None:
                 raise NotFoundError(f"no checkpoint with uuid {uuid}")
             return CheckpointRecord.of(row)
+
+    def resolve(self, ref: str) -> CheckpointRecord:
+        """The checkpoint named by ``ref``: its full uuid, a unique prefix of it (at least
+        ``MIN_PREFIX`` hex digits, dashes optional) or its snapshot name (``hub-<32 hex>``).
+
+        Unknown: ``NotFoundError``. Not a checkpoint reference, too short or ambiguous: ``UsageError``
+        (the message lists the matches)."""
+        text = ref.strip().lower()
+        named = _SNAPNAME.match(text)
+        if named:
+            return self.show(str(uuidlib.UUID(named.group(1))))
+        digits = text.replace("-", "")
+        if not digits or not _HEX.match(digits):
+            raise UsageError(f"not a checkpoint uuid, prefix or snapshot name: {ref!r}")
+        if len(digits) == 32:
+            return self.show(str(uuidlib.UUID(digits)))
+        if len(digits) > 32:
+            raise UsageError(f"not a checkpoint uuid, prefix or snapshot name: {ref!r}")
+        if len(digits) < MIN_PREFIX:
+            raise UsageError(f"checkpoint prefix {ref!r} is too short: give at least {MIN_PREFIX} hex digits")
+        # Stored uuids are canonical (8-4-4-4-12, lower case): match the prefix in that form.
+        canonical = str(uuidlib.UUID(digits.ljust(32, "0")))
+        prefix = canonical[: len(digits) + sum(1 for i in (8, 12, 16, 20) if len(digits) > i)]
+        with self.db.session() as s:
+            rows = list(
+                s.scalars(
+                    select(Checkpoint)
+                    .where(Checkpoint.uuid.startswith(prefix, autoescape=True))
+                    .order_by(Checkpoint.created_at.desc(), Checkpoint.uuid)
+                    .limit(11)
+                )
+            )
+            found = [CheckpointRecord.of(row) for row in rows]
+        if not found:
+            raise NotFoundError(f"no checkpoint with uuid prefix {ref}")
+        if len(found) > 1:
+            shown = ", ".join(cp.uuid for cp in found[:10]) + (", ..." if len(found) > 10 else "")
+            raise UsageError(f"checkpoint prefix {ref!r} is ambiguous: it matches {shown}")
+        return found[0]
 
     def list(
         self,

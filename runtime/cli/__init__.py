@@ -12,6 +12,8 @@ threads it must see finish) calls ``process.long_running()`` first (see process.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,13 +21,15 @@ import typer
 
 from runtime import domains
 from runtime.cli import output, process
-from runtime.cli.common import JsonOption, VmidOption, services_from_settings
+from runtime.cli.common import JsonOption, VmidOption, examples, services_from_settings
 from runtime.cli.lazy import LazyGroup
 from runtime.errors import HubError, UsageError
 
 CORE_COMMANDS = (
     domains.Command("db", "runtime.cli.db:app", "Database schema (Alembic migrations)."),
     domains.Command("token", "runtime.cli.token:app", "API bearer tokens."),
+    domains.Command("jobs", "runtime.cli.jobs:app", "Jobs run by the service (API requests, schedules)."),
+    domains.Command("audit", "runtime.cli.audit:app", "The append-only audit trail of every Hub action."),
     domains.Command(
         "promote", "runtime.cli.promote:app", "Promote stack settings from one Pulumi stack to another."
     ),
@@ -38,11 +42,43 @@ app = typer.Typer(
     help="Hub: a self-managing orchestrator for Proxmox VE.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion/--show-completion: typer's, cheap (no import at --help)
+    epilog=examples(
+        "hubctl lab           # the whole Hub here, against a simulator",
+        "hubctl health",
+        "hubctl checkpoint create --reason 'before upgrade'",
+        "hubctl checkpoint list",
+        "hubctl jobs show 1a2b --follow",
+        "hubctl COMMAND --help",
+    ),
 )
 
 
-@app.command()
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("hub")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found = "unknown (not installed)"
+        sys.stdout.write(f"hubctl {found}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print the version of hubctl and exit."
+        ),
+    ] = False,
+) -> None:
+    """Hub: a self-managing orchestrator for Proxmox VE."""
+
+
+@app.command(epilog=examples("hubctl reconcile", "hubctl reconcile --all --json"))
 def reconcile(
     vmid: VmidOption = None,
     all_vms: Annotated[
@@ -85,7 +121,7 @@ def _report_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-@app.command()
+@app.command(epilog=examples("hubctl health", "hubctl health --json | jq .status"))
 def health(json_output: JsonOption = False) -> None:
     """Health of the Hub: exit 0 when healthy or degraded, 1 when critical."""
     from runtime.health import evaluate
@@ -98,7 +134,7 @@ def health(json_output: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=examples("hubctl serve --host 0.0.0.0 --port 8080"))
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
@@ -112,18 +148,24 @@ def serve(
     run_service(settings, host=host, port=port, say=lambda m: output.errors.print(f"hub: {m}", markup=False))
 
 
-@app.command()
+@app.command(epilog=examples("hubctl lab", "hubctl lab --once", "hubctl lab --port 8006 --api-port 8080"))
 def lab(
     once: Annotated[bool, typer.Option("--once", help="Run the scripted walk-through, then exit.")] = False,
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the lab keeps its state.")] = Path(
         ".hub-lab"
     ),
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port of the Proxmox simulator (0: any free one).")
+    ] = 0,
+    api_port: Annotated[
+        int, typer.Option("--api-port", min=0, max=65535, help="Port of the Hub API (0: any free one).")
+    ] = 0,
 ) -> None:
     """The whole Hub on this machine against a local Proxmox simulator (SQLite, in-process jobs)."""
     process.long_running()
     from runtime.lab.walkthrough import run as run_lab
 
-    code = run_lab(once=once, root=state_dir.resolve(), console=output.console)
+    code = run_lab(once=once, root=state_dir.resolve(), console=output.console, port=port, api_port=api_port)
     if code:
         raise typer.Exit(code)
 
@@ -137,10 +179,18 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str] | None = None) -> int:
     from runtime.checkpoints.errors import CheckpointError
 
+    if "_HUBCTL_COMPLETE" in os.environ:  # the shell asks for completions (see README)
+        from typer._completion_classes import completion_init  # pyright: ignore[reportPrivateUsage]
+
+        completion_init()
+
     try:
         result: Any = app(args=argv, prog_name="hubctl", standalone_mode=False)
     except typer.TyperException as exc:  # typer's usage errors carry exit_code 2
-        output.fail(exc.format_message())
+        message = exc.format_message()
+        if not message.strip():  # no command given: the help it printed is the whole answer
+            return 0
+        output.fail(message)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code

@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 import signal
 import threading
-import uuid as uuidlib
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,29 +16,65 @@ from runtime.cli.common import (
     JsonOption,
     VmidOption,
     database_from_settings,
+    examples,
     progress_printer,
+    progress_shown,
     services_from_settings,
 )
 from runtime.cli.listing import DEFAULT_LIMIT
-from runtime.errors import UsageError
+from runtime.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from runtime.checkpoints.records import CheckpointRecord
+    from runtime.db import Database
+    from runtime.wiring import Services
 
 app = typer.Typer(
-    help="Checkpoints of the Hub VM (Proxmox snapshots tracked in the database).", no_args_is_help=True
+    help="Checkpoints of the Hub VM (Proxmox snapshots tracked in the database).",
+    no_args_is_help=True,
+    epilog=examples(
+        "hubctl checkpoint create --reason 'before upgrade'",
+        "hubctl checkpoint list",
+        "hubctl checkpoint show 3f2a",
+        "hubctl checkpoint prune --dry-run",
+    ),
 )
-UuidArgument = Annotated[str, typer.Argument(help="Checkpoint uuid.")]
+UuidArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="CHECKPOINT",
+        help="Checkpoint: full uuid, a unique prefix (4+ hex digits) or snapshot name (hub-...).",
+    ),
+]
 
 
-def _uuid(value: str) -> str:
+def _lock_reason(services: Services) -> str:
+    """What a command waits for first, with the time it gives up after (lock_wait_seconds)."""
+    return f"the VM's lock (gives up after {services.settings.lock_wait_seconds:.0f} s)"
+
+
+def _resolve(db: Database, ref: str) -> CheckpointRecord:
+    """The checkpoint ``ref`` names (uuid, unique prefix or snapshot name); bad usage names the argument."""
+    from runtime.checkpoints.queries import CheckpointQueries
+
     try:
-        return str(uuidlib.UUID(value))
-    except ValueError:
-        raise UsageError(f"UUID: not a checkpoint uuid: {value!r}") from None
+        return CheckpointQueries(db).resolve(ref)
+    except NotFoundError:
+        raise
+    except UsageError as exc:
+        raise UsageError(f"CHECKPOINT: {exc}") from None
 
 
-@app.command()
+@app.command(epilog=examples("hubctl checkpoint create --kind pre-operation --reason 'kernel update'"))
 def create(
     kind: Annotated[
-        CheckpointKind, typer.Option("--kind", help="Why this checkpoint is taken ('imported' is reserved).")
+        CheckpointKind,
+        typer.Option(
+            "--kind",
+            metavar="KIND",
+            help="Why this checkpoint is taken: manual, scheduled, pre-operation or emergency"
+            " ('imported' is reserved).",
+        ),
     ] = CheckpointKind.MANUAL,
     reason: Annotated[
         str | None, typer.Option("--reason", help="Free text kept with the checkpoint.")
@@ -63,17 +98,22 @@ def create(
         raise UsageError("--label: lowercase letters, digits and '-', starting with a letter, at most 32")
 
     output.set_json(json_output)
-    svc = CheckpointService.build(
-        services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
-    )
-    cp = svc.create(kind=kind, reason=reason, vmid=vmid, label=label, vmstate=vmstate).to_public()
+    services = services_from_settings()
+    with progress_shown(json_output, f"{_lock_reason(services)}, then the snapshot") as progress:
+        svc = CheckpointService.build(services, actor="hubctl", progress=progress)
+        cp = svc.create(kind=kind, reason=reason, vmid=vmid, label=label, vmstate=vmstate).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
 @app.command("list")
 def list_(
     status: Annotated[
-        CheckpointStatus | None, typer.Option("--status", help="Only checkpoints in this state.")
+        CheckpointStatus | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            help="Only checkpoints in this state: creating, completed, failed or deleted.",
+        ),
     ] = None,
     vmid: VmidOption = None,
     limit: Annotated[
@@ -107,13 +147,11 @@ def list_(
     )
 
 
-@app.command()
+@app.command(epilog=examples("hubctl checkpoint show 3f2a", "hubctl checkpoint show hub-<32 hex digits>"))
 def show(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     """One checkpoint."""
-    from runtime.checkpoints.queries import CheckpointQueries
-
     output.set_json(json_output)
-    cp = CheckpointQueries(database_from_settings()).show(_uuid(uuid)).to_public()
+    cp = _resolve(database_from_settings(), uuid).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -123,10 +161,11 @@ def delete(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     from runtime.checkpoints.service import CheckpointService
 
     output.set_json(json_output)
-    svc = CheckpointService.build(
-        services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
-    )
-    cp = svc.delete(_uuid(uuid)).to_public()
+    services = services_from_settings()
+    target = _resolve(services.ready_db(), uuid).uuid
+    with progress_shown(json_output, f"{_lock_reason(services)}, then deleting {target[:8]}") as progress:
+        svc = CheckpointService.build(services, actor="hubctl", progress=progress)
+        cp = svc.delete(target).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -146,8 +185,10 @@ def _set_protection(uuid: str, *, protected: bool, json_output: bool) -> None:
     from runtime.checkpoints.service import CheckpointService
 
     output.set_json(json_output)
-    svc = CheckpointService.build(services_from_settings(), actor="hubctl")
-    cp = svc.protect(_uuid(uuid), protected=protected).to_public()
+    services = services_from_settings()
+    target = _resolve(services.ready_db(), uuid).uuid
+    svc = CheckpointService.build(services, actor="hubctl")
+    cp = svc.protect(target, protected=protected).to_public()
     output.emit(cp, output.checkpoint_text(cp))
 
 
@@ -161,20 +202,22 @@ def prune(
     from runtime.checkpoints.service import CheckpointService
 
     output.set_json(json_output)
-    svc = CheckpointService.build(
-        services_from_settings(), actor="hubctl", progress=progress_printer(json_output)
-    )
-    document: dict[str, object] = {"dry_run": dry_run, "policy": dataclasses.asdict(svc.policy())}
-    document["policies"] = svc.policies()
-    kept: list[dict[str, object]] = []
-    if dry_run:  # as PBS's dry run: what would go, and what stays by which rule
-        plan = [item.to_public() for item in svc.plan(vmid if vmid is not None else svc.settings.hub_vmid())]
-        gone = [item for item in plan if not item["keep"]]
-        kept = [item for item in plan if item["keep"]]
-        document["kept"] = kept
-    else:
-        gone = [item.to_public() for item in svc.prune(vmid=vmid)]
-    document["pruned"] = gone
+    services = services_from_settings()
+    with progress_shown(json_output, f"{_lock_reason(services)}, then the retention policy") as progress:
+        svc = CheckpointService.build(services, actor="hubctl", progress=progress)
+        document: dict[str, object] = {"dry_run": dry_run, "policy": dataclasses.asdict(svc.policy())}
+        document["policies"] = svc.policies()
+        kept: list[dict[str, object]] = []
+        if dry_run:  # as PBS's dry run: what would go, and what stays by which rule
+            plan = [
+                item.to_public() for item in svc.plan(vmid if vmid is not None else svc.settings.hub_vmid())
+            ]
+            gone = [item for item in plan if not item["keep"]]
+            kept = [item for item in plan if item["keep"]]
+            document["kept"] = kept
+        else:
+            gone = [item.to_public() for item in svc.prune(vmid=vmid)]
+        document["pruned"] = gone
     verb = "would prune" if dry_run else "pruned"
     text = f"{verb} nothing"
     if gone:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+import time
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +17,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON
 VmidOption = Annotated[
     int | None, typer.Option("--vmid", min=100, max=999_999_999, help="VM to act on (default HUB_VMID).")
 ]
+
+
+def examples(*commands: str) -> str:
+    """A help epilog listing example command lines, one per line at any terminal width."""
+    return "Examples:\n\n" + "\n\n".join(f"  $ {c}" for c in commands)
 
 
 def services_from_settings() -> Services:
@@ -47,3 +54,55 @@ def progress_printer(json_output: bool) -> Callable[[str], None]:
     if json_output:
         return lambda _line: None
     return lambda line: output.console.print(line, markup=False)
+
+
+class Waiting:
+    """What a command waits for, on a terminal: progress lines printed, and below them one spinner
+    line with the current reason and how long it has lasted. Without a terminal only the lines are
+    printed; with --json nothing (stdout carries exactly one document)."""
+
+    def __init__(self, json_output: bool) -> None:
+        from runtime.cli import output
+
+        self._quiet = json_output
+        self._console = None if json_output else output.console
+        self._status: Any = None
+        self._reason = ""
+        self._since = time.monotonic()
+        if self._console is not None and self._console.is_terminal:
+            self._status = self._console.status("", spinner="dots")
+
+    def say(self, line: str) -> None:
+        """A progress line; it also becomes the reason shown until the next one."""
+        if self._console is not None:
+            self._console.print(line, markup=False)
+        self.wait(line)
+
+    def wait(self, reason: str) -> None:
+        if self._status is None:
+            return
+        if reason != self._reason:
+            self._reason, self._since = reason, time.monotonic()
+        self._status.update(f"waiting: {self._reason} ({time.monotonic() - self._since:.0f} s)")
+
+    def __enter__(self) -> Waiting:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
+def waiting(json_output: bool) -> Waiting:
+    return Waiting(json_output)
+
+
+@contextmanager
+def progress_shown(json_output: bool, first: str) -> Generator[Callable[[str], None]]:
+    """A progress callback for a long operation (``CheckpointService.build(..., progress=...)``):
+    each line printed and, on a terminal, a spinner saying what the operation waits for since."""
+    with waiting(json_output) as shown:
+        shown.wait(first)
+        yield shown.say

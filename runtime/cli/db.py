@@ -18,7 +18,8 @@ def upgrade(json_output: JsonOption = False) -> None:
     before, after = db.upgrade()
     output.emit(
         {"from": before, "to": after, "changed": before != after},
-        f"database at revision {after}" + ("" if before != after else " (already up to date)"),
+        (f"database at revision {after}" + ("" if before != after else " (already up to date)"))
+        + (" (was an empty database)" if before is None and after else ""),
     )
 
 
@@ -30,5 +31,5 @@ def current(json_output: JsonOption = False) -> None:
     now, head = db.current_revision(), db.head_revision()
     output.emit(
         {"current": now, "head": head, "up_to_date": now == head},
-        f"database {now or '(empty)'}; code {head}",
+        f"database {now}; code {head}" if now else f"empty database; code {head}",
     )

@@ -16,6 +16,8 @@ from typer.core import TyperCommand, TyperGroup
 
 from runtime.domains import Command, load
 
+_COMPLETION_PARAMS = ("install_completion", "show_completion")
+
 
 class LazyGroup(TyperGroup):
     lazy: ClassVar[dict[str, Command]] = {}
@@ -37,6 +39,8 @@ class LazyGroup(TyperGroup):
         if cmd_name not in self._loaded:
             command = typer.main.get_command(load(entry.target))
             command.name = entry.name
+            # Completion is installed for ``hubctl`` as a whole (the root's options), not per noun.
+            command.params = [p for p in command.params if p.name not in _COMPLETION_PARAMS]
             self._loaded[cmd_name] = command
         return self._loaded[cmd_name]
 

@@ -106,9 +106,9 @@ def checkpoint_listing(
         else ("uuid", "vm", "kind", "status", "created (UTC)")
     )
     table = [
-        (cp["uuid"], cp["kind"], cp["status"], _minute(cp["created_at"]))
+        (cp["uuid"], cp["kind"], cp["status"], minute(cp["created_at"]))
         if one_vm
-        else (cp["uuid"], str(cp["vm_id"]), cp["kind"], cp["status"], _minute(cp["created_at"]))
+        else (cp["uuid"], str(cp["vm_id"]), cp["kind"], cp["status"], minute(cp["created_at"]))
         for cp in rows
     ]
     return Listing(
@@ -120,7 +120,7 @@ def checkpoint_listing(
     )
 
 
-def _minute(iso: str | None) -> str:
+def minute(iso: str | None) -> str:
     if not iso:
         return ""
     return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M")

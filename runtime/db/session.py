@@ -171,6 +171,11 @@ def _make_engine(url: str) -> Engine:
         # failing at once, and let readers proceed beside a writer.
         kwargs["connect_args"] = {"timeout": 30}
         engine = create_engine(url, **kwargs)
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            # The default lives in a per-user data directory (settings.default_data_dir) that a
+            # fresh account does not have yet; SQLite creates the file, not its directory.
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:  # pyright: ignore[reportUnusedFunction]

@@ -7,6 +7,7 @@ in its own process. State lives in ``.hub-lab/`` under the current directory and
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import signal
 import socket
@@ -28,7 +29,7 @@ from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus
 from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.checkpoints.service import CheckpointService
-from runtime.lab.processes import Simulator, start_simulator
+from runtime.lab.processes import Simulator, child_options, start_simulator
 from runtime.settings import Environment, Settings
 from runtime.wiring import Services
 
@@ -39,9 +40,11 @@ LAB_SCHEDULE_SECONDS = 4
 
 
 class Lab:
-    def __init__(self, *, root: Path, console: Console) -> None:
+    def __init__(self, *, root: Path, console: Console, port: int = 0, api_port: int = 0) -> None:
         self.root = root
         self.console = console
+        self.port = port  # the simulator's; 0: any free port
+        self.api_port = api_port  # the Hub API's; 0: any free port
         self.sim: Simulator | None = None
         self.services: Services | None = None
         self._checkpoints: CheckpointService | None = None
@@ -53,13 +56,16 @@ class Lab:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
         with self.console.status("starting the local Proxmox API simulator (fakepve) on loopback..."):
-            self.sim = start_simulator(state_dir=self.root / "pve", node=NODE, vmid=VMID, time_scale=0.2)
+            self.sim = start_simulator(
+                state_dir=self.root / "pve", node=NODE, vmid=VMID, time_scale=0.2, port=self.port
+            )
         self.console.print(f"[green]✓[/] Proxmox simulator at {self.sim.url} (TLS verified with its own CA)")
         settings = Settings(**self.settings_values())
         self.services = Services(settings)
         before, after = self.services.db.upgrade()
         self.console.print(
-            f"[green]✓[/] SQLite database {settings.database_url} migrated {before} -> {after}"
+            f"[green]✓[/] SQLite database {settings.database_url} migrated "
+            f"{before or 'empty database'} -> {after}"
         )
         return self.services
 
@@ -114,7 +120,13 @@ class Lab:
             self.services.close()
         if self.sim is not None:
             self.sim.stop()
-            self.console.print("[green]✓[/] simulator stopped; lab state kept in", str(self.root))
+            self.console.print("[green]✓[/] simulator stopped")
+        if self.root.is_dir():  # true as said: the files stay until the next `hubctl lab` resets them
+            self.console.print(
+                f"   the lab's files (database, simulator state) remain in {self.root} "
+                "until the next `hubctl lab` starts afresh",
+                markup=False,
+            )
 
     # ---------------------------------------------------------------- steps
 
@@ -182,17 +194,20 @@ class Lab:
 
         assert self.services is not None
         token = TokenStore(self.services.ready_db()).create(name="lab", actor="lab")["token"]
-        port = _free_port()
+        port = self.api_port or _free_port()
         self.api = subprocess.Popen(
             [sys.executable, "-m", "runtime", "serve", "--port", str(port)],
             env=self.env(),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # never read: a pipe nobody drains would block the service
             text=True,
+            **child_options(),
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if self.api.poll() is not None:
+                raise RuntimeError(f"the API (hubctl serve --port {port}) exited with {self.api.returncode}")
             try:
                 if requests.get(url + "/healthz", timeout=1).status_code == 200:
                     break
@@ -252,8 +267,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run(*, once: bool, root: Path, console: Console) -> int:
-    lab = Lab(root=root, console=console)
+def export_lines(env: dict[str, str]) -> list[str]:
+    """``export`` lines that paste into an interactive shell as they are: every value quoted with
+    ``shlex.quote`` (single quotes, so the token's ``!`` is not history expansion), the token last."""
+    hub = sorted((k, v) for k, v in env.items() if k.startswith("HUB_"))
+    hub.sort(key=lambda kv: kv[0] == "HUB_PROXMOX_API_TOKEN")
+    return [f"export {key}={shlex.quote(value)}" for key, value in hub]
+
+
+def run(*, once: bool, root: Path, console: Console, port: int = 0, api_port: int = 0) -> int:
+    lab = Lab(root=root, console=console, port=port, api_port=api_port)
     try:
         console.print(
             Panel.fit(
@@ -282,12 +305,11 @@ def run(*, once: bool, root: Path, console: Console) -> int:
             return 0
         console.print(f"\nThe lab keeps running. The API: {url} (docs at {url}/docs), with the header")
         console.print(f"  Authorization: Bearer {token}")
-        console.print(f"  e.g. curl -H 'Authorization: Bearer {token}' {url}/api/v1/checkpoints")
+        header = shlex.quote(f"Authorization: Bearer {token}")
+        console.print(f"  e.g. curl -H {header} {url}/api/v1/checkpoints", markup=False)
         console.print("In another shell, with these settings, try `hubctl checkpoint list`:")
-        for key, value in sorted(lab.env().items()):
-            if key.startswith("HUB_") and key != "HUB_PROXMOX_API_TOKEN":
-                console.print(f"  export {key}={value}")
-        console.print(f"  export HUB_PROXMOX_API_TOKEN={lab.settings_values()['proxmox_api_token']}")
+        for line in export_lines(lab.env()):
+            console.print(f"  {line}", markup=False, soft_wrap=True)
         console.print("Ctrl-C (or SIGTERM) stops the lab and every process it started.")
         stop = threading.Event()
 

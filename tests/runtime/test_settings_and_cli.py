@@ -75,7 +75,7 @@ def test_hub_node_is_only_a_hint(sqlite_hubenv: HubEnv) -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["checkpoint", "show", "not-a-uuid"], "UUID"),
+        (["checkpoint", "show", "not-a-uuid"], "CHECKPOINT"),
         (["checkpoint", "show", "6f1c3f0e-4a49-4a0e-9b7e-1f7a3f0c2d11"], "no checkpoint"),
         (["checkpoint", "delete", "6f1c3f0e-4a49-4a0e-9b7e-1f7a3f0c2d11"], "no checkpoint"),
         (["checkpoint", "create", "--kind", "sometimes"], "--kind"),
