@@ -40,6 +40,7 @@ class PoolGrant(pulumi.ComponentResource):
         datastore: str,
         vnet_paths: Sequence[str],
         protect: bool,
+        user_aliases: Sequence[pulumi.Alias] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("hub:access:PoolGrant", name, None, opts)
@@ -50,7 +51,7 @@ class PoolGrant(pulumi.ComponentResource):
             comment=f"Hub runtime for pool {pool_id} (managed by Pulumi); acts only through its "
             "privilege-separated token",
             enabled=True,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(aliases=list(user_aliases))),
         )
         self.user = user
         pool = proxmoxve.PoolLegacy(f"{name}-pool", pool_id=pool_id, comment=comment, opts=child)
@@ -145,6 +146,7 @@ class HubAccess(pulumi.ComponentResource):
         vnet_paths: Sequence[str],
         protect: bool | None = None,
         parent: pulumi.Resource | None = None,
+        user_aliases: Sequence[pulumi.Alias] = (),
     ) -> PoolGrant:
         """A hub's own user (`user_id`), pool and token; see `hub_user_id` for the naming."""
         return PoolGrant(
@@ -156,6 +158,7 @@ class HubAccess(pulumi.ComponentResource):
             datastore=self._datastore,
             vnet_paths=vnet_paths,
             protect=protect if protect is not None else self._default_protect,
+            user_aliases=user_aliases,
             opts=pulumi.ResourceOptions(parent=parent or self),
         )
 

@@ -160,6 +160,9 @@ class HubStack(pulumi.ComponentResource):
             user_id=config.user_id,
             vnet_paths=[self.network.vnet_path(v) for v in self.network.task_vnets],
             parent=self,
+            # The main Hub's user was HubAccess's child before each hub had its own user: the alias
+            # keeps a deployed stack's user (and so its token) instead of replacing it.
+            user_aliases=[pulumi.Alias(name=f"{name}-access-user", parent=self.access)],
         )
         hub = config.hub_vm
         mgmt = config.network.management

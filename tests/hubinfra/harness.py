@@ -63,6 +63,7 @@ class Resource:
     ignore_changes: list[str] = field(default_factory=list[str])
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list[str])
+    aliases: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])  # as the engine receives them
 
 
 def _unwrap(value: Any) -> tuple[Any, bool]:
@@ -109,6 +110,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Resource] = []
         self.options: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.aliases: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs: dict[str, Any] = {}
@@ -165,6 +167,9 @@ class RecordingMonitor(MockMonitor):
             bool(request.deleteBeforeReplace),
             list(request.replaceOnChanges),
         )
+        self.recording.aliases[(request.type, request.name)] = [
+            json_format.MessageToDict(alias) for alias in request.aliases
+        ] + [{"urn": urn} for urn in request.aliasURNs]
         return super().RegisterResource(request)
 
 
@@ -240,4 +245,5 @@ def run_program(
             res.delete_before_replace,
             res.replace_on_changes,
         ) = mocks.options[(res.type, res.name)]
+        res.aliases = mocks.aliases.get((res.type, res.name), [])
     return Run(mocks.resources, outputs, capture.messages, exit_code, secret_outputs, stack)

@@ -11,6 +11,7 @@ provider adds in a later version is not in this list.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -77,3 +78,13 @@ def test_a_changed_user_data_is_a_new_file_and_the_old_one_stays(prod: Run) -> N
     assert new.retain_on_delete
     vm = after.one(VM, "hub-hub-vm")
     assert "initialization.userDataFileId" in vm.ignore_changes and vm.inputs["migrate"] is True
+
+
+def test_the_main_hub_user_keeps_its_deployed_urn(prod: Run) -> None:
+    """Each hub has its own user now, under its PoolGrant; the main Hub's user used to be a child of
+    HubAccess. Without an alias a deployed stack would replace that user (and its token)."""
+    users = [r for r in prod.resources if r.type.endswith("UserLegacy")]
+    main = [u for u in users if u.name.endswith("-hub-access-user")]
+    assert len(main) == 1, [u.name for u in users]
+    specs = json.dumps(main[0].aliases)
+    assert main[0].name.replace("-hub-access-user", "-access-user") in specs, specs
