@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hubcore.proxmox import ProxmoxAccess, ProxmoxClient, ProxmoxTaskFailed, VmRef
+from hubcore.proxmox import ProxmoxClient, ProxmoxTaskFailed, VmRef
 from hubinfra.clone_init import (
     CloneCloudInitProvider,
     CloneInitError,
@@ -16,7 +16,7 @@ from hubinfra.clone_init import (
     configure_clone,
     smbios_with_uuid,
 )
-from tests.support.hubenv import TOKEN_ID, TOKEN_SECRET
+from tests.support.hubenv import TOKEN_ID, TOKEN_SECRET, fake_pve_client
 
 UUID = "2babd623-f266-5d58-b4b3-b8018972154c"
 NODE = "pve1"
@@ -44,17 +44,7 @@ def _clone(pve: Any, *, status: str = "stopped", config: dict[str, Any] | None =
 
 @pytest.fixture
 def client(pve: Any, fakepve_cafile: str) -> ProxmoxClient:
-    return ProxmoxClient.from_access(
-        ProxmoxAccess(
-            url=pve.url,
-            token_user="hub@pve",
-            token_name="hub",
-            token_secret=TOKEN_SECRET,
-            verify=fakepve_cafile,
-            transient_retry_seconds=1.0,
-            locked_retry_seconds=1.0,
-        )
-    )
+    return fake_pve_client(pve, fakepve_cafile, transient_retry_seconds=1.0, locked_retry_seconds=1.0)
 
 
 def _configure(client: ProxmoxClient, *, start: bool = True, restart: bool = False) -> dict[str, str]:

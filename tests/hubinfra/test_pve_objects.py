@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hubcore.proxmox import ProxmoxAccess, ProxmoxClient, VmRef
+from hubcore.proxmox import ProxmoxClient, VmRef
 from hubinfra.clone_init import configure_clone
 from hubinfra.pve_objects import (
     PveObjectError,
@@ -19,7 +19,7 @@ from hubinfra.pve_objects import (
     existing_rules_problem,
     net0_on,
 )
-from tests.support.hubenv import HUB_VMID, NODE, TOKEN_ID, TOKEN_SECRET
+from tests.support.hubenv import HUB_VMID, NODE, TOKEN_ID, TOKEN_SECRET, fake_pve_client
 
 CLONE_ID = 1150
 SNAP = "hub-" + "c" * 32
@@ -37,12 +37,7 @@ def props(pve: Any, fakepve_cafile: str) -> dict[str, Any]:
 
 @pytest.fixture
 def client(pve: Any, fakepve_cafile: str) -> ProxmoxClient:
-    user, _, name = TOKEN_ID.partition("!")
-    return ProxmoxClient.from_access(
-        ProxmoxAccess(
-            url=pve.url, token_user=user, token_name=name, token_secret=TOKEN_SECRET, verify=fakepve_cafile
-        )
-    )
+    return fake_pve_client(pve, fakepve_cafile)
 
 
 def test_sdn_zone_and_vnet_pass_pves_schema(props: dict[str, Any], pve: Any) -> None:

@@ -15,27 +15,18 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hubcore.proxmox.client import ProxmoxClient
 from hubcore.proxmox.errors import ProxmoxError
 from runtime import logs
 from runtime.errors import LockBusyError
 from runtime.locks import FileLocks, ObservedLocks
 from runtime.metrics import Metrics
-from tests.support.hubenv import TOKEN_ID, TOKEN_SECRET, make_env
-from tests.support.service import Service, free_port, make_token
+from tests.support.hubenv import TOKEN_SECRET, fake_pve_client, make_env
+from tests.support.service import Service, serve
 
 
 @pytest.fixture
 def service(pve: Any, fakepve_cafile: str, tmp_path: Path) -> Iterator[Service]:
-    env = make_env(pve, fakepve_cafile, tmp_path, f"sqlite:///{tmp_path / 'hub.db'}")
-    env.services().db.upgrade()
-    svc = Service(env=env, port=free_port(), token=make_token(env, "tests"))
-    svc.start(HUB_HEALTH_INTERVAL_SECONDS="1")
-    try:
-        yield svc
-    finally:
-        if svc.process is not None:
-            svc.stop()
+    yield from serve(make_env(pve, fakepve_cafile, tmp_path, f"sqlite:///{tmp_path / 'hub.db'}"))
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -143,17 +134,9 @@ class _Recorder:
 
 
 def test_proxmox_client_tells_its_observer_of_requests_and_retries(pve: Any, fakepve_cafile: str) -> None:
-    user, name = TOKEN_ID.split("!")
     seen = _Recorder()
-    client = ProxmoxClient(
-        base_url=pve.url,
-        token_user=user,
-        token_name=name,
-        token_secret=TOKEN_SECRET,
-        verify=fakepve_cafile,
-        transient_retry_seconds=5,
-        sleep=lambda _s: None,
-        observer=seen,
+    client = fake_pve_client(
+        pve, fakepve_cafile, transient_retry_seconds=5, sleep=lambda _s: None, observer=seen
     )
     client.version()
     assert seen.requests == [("version", None)]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from hubcore.proxmox import ProxmoxClient
 from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.service import CheckpointService
@@ -140,3 +141,17 @@ def one_line_error(stderr: str) -> str:
     assert len(lines) == 1, f"expected one error line, got: {stderr!r}"
     assert "Traceback" not in stderr
     return lines[0]
+
+
+def fake_pve_client(pve: Any, verify: bool | str, **options: Any) -> ProxmoxClient:
+    """The real Proxmox client against fakepve with the test token, verifying ``verify`` (the fake's
+    CA file, or another CA to show a refusal); ``options`` are the client's budgets and hooks."""
+    user, _, name = TOKEN_ID.partition("!")
+    return ProxmoxClient(
+        base_url=pve.url,
+        token_user=user,
+        token_name=name,
+        token_secret=TOKEN_SECRET,
+        verify=verify,
+        **options,
+    )

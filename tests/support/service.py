@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,3 +88,15 @@ def make_token(env: HubEnv, name: str) -> str:
     result = env.run("token", "create", "--name", name, "--json")
     assert result.returncode == 0, result.stderr
     return str(json.loads(result.stdout)["token"])
+
+
+def serve(env: HubEnv) -> Iterator[Service]:
+    """A migrated Hub's real `hubctl serve` for one test (a generator for fixtures), always stopped."""
+    env.services().db.upgrade()
+    svc = Service(env=env, port=free_port(), token=make_token(env, "tests"))
+    svc.start(HUB_HEALTH_INTERVAL_SECONDS="1")
+    try:
+        yield svc
+    finally:
+        if svc.process is not None:
+            svc.stop()

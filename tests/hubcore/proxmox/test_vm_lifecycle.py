@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from hubcore.proxmox import (
-    ProxmoxAccess,
     ProxmoxBadRequest,
     ProxmoxClient,
     ProxmoxConflict,
@@ -20,7 +19,7 @@ from hubcore.proxmox import (
     VmRef,
     VmStatus,
 )
-from tests.support.hubenv import HUB_VMID, NODE, TOKEN_SECRET
+from tests.support.hubenv import HUB_VMID, NODE, fake_pve_client
 
 HUB = VmRef(vmid=HUB_VMID, node=NODE)
 OTHER_NODE = "pve2"
@@ -29,31 +28,12 @@ SNAP = "hub-" + "c" * 32
 
 
 def _client(pve: Any, cafile: str, *, sleep: Callable[[float], None] = time.sleep) -> ProxmoxClient:
-    return ProxmoxClient(
-        base_url=pve.url,
-        token_user="hub@pve",
-        token_name="hub",
-        token_secret=TOKEN_SECRET,
-        verify=cafile,
-        transient_retry_seconds=1.0,
-        locked_retry_seconds=1.0,
-        sleep=sleep,
-    )
+    return fake_pve_client(pve, cafile, transient_retry_seconds=1.0, locked_retry_seconds=1.0, sleep=sleep)
 
 
 @pytest.fixture
 def client(pve: Any, fakepve_cafile: str) -> ProxmoxClient:
-    return ProxmoxClient.from_access(
-        ProxmoxAccess(
-            url=pve.url,
-            token_user="hub@pve",
-            token_name="hub",
-            token_secret=TOKEN_SECRET,
-            verify=fakepve_cafile,
-            transient_retry_seconds=1.0,
-            locked_retry_seconds=1.0,
-        )
-    )
+    return _client(pve, fakepve_cafile)
 
 
 def _posts(pve: Any, suffix: str) -> int:

@@ -9,18 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.hubenv import make_env
-from tests.support.service import Service, free_port, make_token
-
-
-def serve(env: Any) -> Iterator[Service]:
-    env.services().db.upgrade()
-    svc = Service(env=env, port=free_port(), token=make_token(env, "tests"))
-    svc.start(HUB_HEALTH_INTERVAL_SECONDS="1")
-    try:
-        yield svc
-    finally:
-        if svc.process is not None:
-            svc.stop()
+from tests.support.service import Service, serve
 
 
 @pytest.fixture(params=["postgres+redis", "sqlite+in-process"])

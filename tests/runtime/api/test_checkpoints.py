@@ -13,9 +13,8 @@ import pytest
 
 from runtime.db import Checkpoint
 from runtime.db.models import new_uuid
-from tests.runtime.api.conftest import serve
 from tests.support.hubenv import HUB_VMID, hub_snapshots, make_env
-from tests.support.service import Service
+from tests.support.service import Service, serve
 
 
 def jobs_total(svc: Service) -> int:

@@ -17,7 +17,14 @@ from hubcore.proxmox import ProxmoxClient, ProxmoxLockedError, ProxmoxTLSError
 from runtime.checkpoints import naming
 from runtime.checkpoints.errors import CheckpointError
 from runtime.db import AuditEntry
-from tests.support.hubenv import HUB_VMID, TOKEN_ID, TOKEN_SECRET, HubEnv, hub_snapshots, one_line_error
+from tests.support.hubenv import (
+    HUB_VMID,
+    TOKEN_ID,
+    HubEnv,
+    fake_pve_client,
+    hub_snapshots,
+    one_line_error,
+)
 
 SNAP_POST = f"/api2/json/nodes/pve1/qemu/{HUB_VMID}/snapshot"
 
@@ -159,14 +166,7 @@ def test_certificate_from_another_ca_is_refused_without_retry(pve: Any, tmp_path
     from fakepve.certs import make_cert
 
     other_ca = make_cert(str(tmp_path), name="other")[0]
-    client = ProxmoxClient(
-        base_url=pve.url,
-        token_user="hub@pve",
-        token_name="hub",
-        token_secret=TOKEN_SECRET,
-        verify=other_ca,
-        transient_retry_seconds=10,
-    )
+    client = fake_pve_client(pve, other_ca, transient_retry_seconds=10)
     started = time.monotonic()
     with pytest.raises(ProxmoxTLSError, match="TLS verification"):
         client.version()
@@ -177,13 +177,7 @@ def test_certificate_from_another_ca_is_refused_without_retry(pve: Any, tmp_path
 @pytest.fixture
 def client(pve: Any, fakepve_cafile: str) -> ProxmoxClient:
     """The real client against the fake, verifying its certificate."""
-    return ProxmoxClient(
-        base_url=pve.url,
-        token_user="hub@pve",
-        token_name="hub",
-        token_secret=TOKEN_SECRET,
-        verify=fakepve_cafile,
-    )
+    return fake_pve_client(pve, fakepve_cafile)
 
 
 def test_task_with_warnings_counts_as_success_and_errors_do_not(pve: Any, client: ProxmoxClient) -> None:

@@ -12,11 +12,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hubcore.proxmox import ProxmoxAccess, ProxmoxClient
 from runtime.checkpoints import naming
 from runtime.db import AuditEntry
 from tests.runtime.checkpoints.test_crash_safety import kill_at, reconcile, rows
-from tests.support.hubenv import HUB_VMID, TOKEN_ID, TOKEN_SECRET, HubEnv, hub_snapshots, one_line_error
+from tests.support.hubenv import (
+    HUB_VMID,
+    HubEnv,
+    fake_pve_client,
+    hub_snapshots,
+    one_line_error,
+)
 
 SNAP_PATH = f"/nodes/pve1/qemu/{HUB_VMID}/snapshot"
 
@@ -33,13 +38,6 @@ def wait_tasks_done(pve: Any, timeout: float = 60) -> None:
     while any(t["status"] == "running" for t in pve.tasks.values()):
         assert time.monotonic() < deadline, "the fake cluster's tasks did not end"
         time.sleep(0.1)
-
-
-def client_for(pve: Any, cafile: str) -> ProxmoxClient:
-    user, _, name = TOKEN_ID.partition("!")
-    return ProxmoxClient.from_access(
-        ProxmoxAccess(url=pve.url, token_user=user, token_name=name, token_secret=TOKEN_SECRET, verify=cafile)
-    )
 
 
 @pytest.mark.fakepve(time_scale=1.0)
@@ -98,7 +96,7 @@ def test_a_lost_answer_waits_for_the_task_it_started(
     assert "failpoint checkpoint.marked reached" in proc.stderr.readline()
     [row] = rows(sqlite_hubenv)
     # What the lost request did on Proxmox: the snapshot task started...
-    client_for(pve, fakepve_cafile).create_snapshot(
+    fake_pve_client(pve, fakepve_cafile).create_snapshot(
         "pve1",
         HUB_VMID,
         name=row["snapname"],
