@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 PREFIX = "hub-"
 _NAME = re.compile(r"^hub-([0-9a-f]{32})$")
-_FIELD = re.compile(r"^hub-(uuid|kind|label|created|reason|protected): ?(.*)$", re.MULTILINE)
+_FIELD = re.compile(r"^hub-(uuid|kind|label|created|reason|protected|blessed): ?(.*)$", re.MULTILINE)
 HEADER = "Hub checkpoint (managed by hubctl; do not edit these lines)"
 
 
@@ -61,6 +61,7 @@ def describe(
     reason: str | None,
     protected: bool = False,
     label: str | None = None,
+    blessed_at: datetime | None = None,
 ) -> str:
     lines = [
         HEADER,
@@ -76,6 +77,10 @@ def describe(
         lines.append("hub-reason: " + " ".join(reason.split())[:500])
     if protected:
         lines.append("hub-protected: yes")
+    if blessed_at is not None:
+        # On the snapshot itself, so a Hub whose database was rolled back, and the sentinel outside
+        # the VM, know which checkpoints proved good from Proxmox alone.
+        lines.append(f"hub-blessed: {blessed_at.astimezone(UTC).isoformat()}")
     return "\n".join(lines)
 
 
@@ -87,6 +92,16 @@ class Ownership:
     reason: str | None
     protected: bool
     label: str | None = None
+    blessed_at: datetime | None = None
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value or not value.strip():
+        return None
+    try:
+        return datetime.fromisoformat(value.strip()).astimezone(UTC)
+    except ValueError:
+        return None
 
 
 def owned(name: str, description: str) -> Ownership | None:
@@ -101,17 +116,12 @@ def owned(name: str, description: str) -> Ownership | None:
         return None
     if claimed.hex != match.group(1):
         return None
-    created = None
-    if fields.get("created"):
-        try:
-            created = datetime.fromisoformat(fields["created"].strip()).astimezone(UTC)
-        except ValueError:
-            created = None
     return Ownership(
         uuid=str(claimed),
         kind=(fields.get("kind") or "").strip() or None,
-        created_at=created,
+        created_at=_when(fields.get("created")),
         reason=(fields.get("reason") or "").strip() or None,
         protected=(fields.get("protected") or "").strip() == "yes",
         label=(fields.get("label") or "").strip() or None,
+        blessed_at=_when(fields.get("blessed")),
     )
