@@ -51,6 +51,32 @@ DOMAINS: tuple[Domain, ...] = (
             ),
         ),
     ),
+    Domain(
+        "machines",
+        jobs="runtime.machines.jobs",
+        routers=(
+            "runtime.api.machines:router",
+            "runtime.api.projects:router",
+            "runtime.api.budget:router",
+        ),
+        commands=(
+            Command(
+                "machine",
+                "runtime.cli.machine:app",
+                "Task machines: create, list, start, stop, snapshot, destroy.",
+            ),
+            Command(
+                "project",
+                "runtime.cli.project:app",
+                "Projects: limits, budgets and checkpoint schedules of task machines.",
+            ),
+            Command(
+                "budget",
+                "runtime.cli.budget:app",
+                "Budgets: usage, burn rate and projected exhaustion per project.",
+            ),
+        ),
+    ),
 )
 
 

@@ -116,10 +116,36 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.machine_cpu = Gauge(
+            "hub_machine_cpu_ratio",
+            "A task machine's CPU use (fraction of its cores), sampled by cluster sync",
+            ["machine", "project"],
+            registry=self.registry,
+        )
+        self.machine_running = Gauge(
+            "hub_machine_running",
+            "1 when the task machine runs",
+            ["machine", "project"],
+            registry=self.registry,
+        )
+        self.machine_cost = Gauge(
+            "hub_machine_cost",
+            "Cost accrued by a task machine so far",
+            ["machine", "project"],
+            registry=self.registry,
+        )
         self._lock = threading.Lock()
         self._latest: dict[str, Any] | None = None
 
     # ----------------------------------------------------------- observers
+
+    def on_machine_sample(
+        self, *, machine: str, project: str, cpu: float, running: bool, cost: float
+    ) -> None:
+        """runtime.machines.cluster_sync's observer: one sample per machine and pass."""
+        self.machine_cpu.labels(machine=machine, project=project).set(cpu)
+        self.machine_running.labels(machine=machine, project=project).set(1 if running else 0)
+        self.machine_cost.labels(machine=machine, project=project).set(cost)
 
     def on_job_end(self, kind: str, *, outcome: str, seconds: float, result: dict[str, Any] | None) -> None:
         self.jobs.labels(kind=kind, outcome=outcome).inc()

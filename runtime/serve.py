@@ -31,6 +31,7 @@ from runtime.db import Database
 from runtime.errors import DatabaseError, HubError, OperationError
 from runtime.jobs.queue import JobQueue
 from runtime.leases import DbLease
+from runtime.machines.cluster_sync import sync_machines
 from runtime.metrics import Metrics
 from runtime.settings import Settings
 from runtime.tokens import BOOTSTRAP_TOKEN_NAME, TokenStore
@@ -237,6 +238,7 @@ def _reconcile_loop(services: Services, queue: JobQueue, settings: Settings, sto
                 log.warning("%d job(s) queued for long without a worker sent again", len(resent))
             if settings.proxmox_configured and settings.vmid is not None:
                 _reconcile_once(services)
+            sync_machines(services, observer=services.proxmox_observer)
         except HubError as exc:
             log.warning("periodic reconcile: %s", exc)
         except Exception:  # the loop must outlive any single failed run

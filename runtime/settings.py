@@ -159,6 +159,33 @@ class Settings(BaseSettings):
     # --show-secrets apiToken`); the service stores it at start with TokenStore.ensure. Never the token.
     api_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
+    # Task machines (runtime/machines, docs/machines.md). The pool, template and networks are what
+    # hubinfra creates for this Hub; unset, machine commands refuse with one line naming the setting.
+    pool: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    task_template_vmid: int | None = Field(default=None, ge=100, le=999_999_999)
+    # Comma-separated vnets (or bridges) a machine's NIC may use; the first is the default.
+    task_networks: str | None = None
+    # Full clones of the template (false: linked clones, which need the template to stay).
+    machine_full_clone: bool = True
+    # cloud-init user and SSH public keys (one per line) of new task machines.
+    machine_ci_user: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    machine_ssh_keys: str | None = None
+    # Per-Hub limits over every machine in the pool (hubinfra writes them; unset: no limit).
+    pool_max_cores: int | None = Field(default=None, ge=0, le=1_000_000)
+    pool_max_memory_mib: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    pool_max_disk_gb: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    pool_max_machines: int | None = Field(default=None, ge=0, le=1_000_000)
+    # Budget accounting: what an hour of a resource costs, in the budget's unit.
+    cost_per_core_hour: float = Field(default=0.0, ge=0, le=1e6, allow_inf_nan=False)
+    cost_per_gib_hour_memory: float = Field(default=0.0, ge=0, le=1e6, allow_inf_nan=False)
+    cost_per_gib_hour_disk: float = Field(default=0.0, ge=0, le=1e6, allow_inf_nan=False)
+    # A project over its budget: warned at once, its running machines stopped after this grace.
+    budget_grace_seconds: Seconds = 3600.0
+    # Idle: CPU below the threshold (a fraction of its cores) for idle_seconds; optionally stopped.
+    idle_cpu_threshold: float = Field(default=0.05, ge=0, le=1, allow_inf_nan=False)
+    idle_seconds: PositiveSeconds = 4 * 3600.0
+    idle_stop: bool = False
+
     @field_validator("checkpoint_schedule")
     @classmethod
     def _valid_schedule(cls, value: str | None) -> str | None:
@@ -241,6 +268,10 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"hub_type: {exc}") from None
         return self
+
+    def task_network_list(self) -> list[str]:
+        """``HUB_TASK_NETWORKS`` as a list (empty when unset)."""
+        return [n.strip() for n in (self.task_networks or "").split(",") if n.strip()]
 
     @property
     def effective_hub_type(self) -> HubType:

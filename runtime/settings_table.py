@@ -90,6 +90,29 @@ MEANING: dict[str, tuple[str, str | None]] = {
     "hub_label": ("a domain hub's label (written by hubinfra)", "unset"),
     "experiment": ("an experimental hub's name (written by hubinfra)", "unset"),
     "params": ("JSON object of the hub's parameters (written by hubinfra)", "`{}`"),
+    "pool": ("the Proxmox pool task machines live in (hubinfra writes it)", "required for machines"),
+    "task_template_vmid": ("the template task machines are cloned from", "required for machines"),
+    "task_networks": (
+        "comma-separated vnets (or bridges) for task machine NICs; the first is the default",
+        "required for machines",
+    ),
+    "machine_full_clone": ("task machines are full clones (false: linked clones of the template)", None),
+    "machine_ci_user": ("cloud-init user of new task machines", "the template's"),
+    "machine_ssh_keys": ("SSH public keys (one per line) for new task machines", "the template's"),
+    "pool_max_cores": ("per-Hub limit: vCPU cores of all task machines together", "no limit"),
+    "pool_max_memory_mib": ("per-Hub limit: memory (MiB) of all task machines together", "no limit"),
+    "pool_max_disk_gb": ("per-Hub limit: disk (GB) of all task machines together", "no limit"),
+    "pool_max_machines": ("per-Hub limit: number of task machines", "no limit"),
+    "cost_per_core_hour": ("budget: cost of one core running for an hour", None),
+    "cost_per_gib_hour_memory": ("budget: cost of one GiB of memory of a running machine for an hour", None),
+    "cost_per_gib_hour_disk": ("budget: cost of one GiB of disk of an existing machine for an hour", None),
+    "budget_grace_seconds": (
+        "a project over budget: how long its running machines keep running (warned first)",
+        None,
+    ),
+    "idle_cpu_threshold": ("a machine below this CPU use (fraction of its cores) is idle", None),
+    "idle_seconds": ("how long below the threshold before a machine is flagged idle", None),
+    "idle_stop": ("stop machines flagged idle", None),
 }
 
 

@@ -258,6 +258,23 @@ class VmOperations:
 
         return self._task(vm, post, timeout=timeout)
 
+    def next_vmid(self) -> int:
+        """A free VM id from ``GET /cluster/nextid`` (pve-manager ``PVE/API2/Cluster.pm`` nextid).
+
+        Racy by nature: PVE answers the lowest id free *now* and reserves nothing, so two callers can
+        be given the same id. The caller's clone then fails with "config file already exists"
+        (ProxmoxConflict) for one of them, which asks again."""
+        return int(self._retrying(lambda: self._api.cluster.nextid.get()))
+
+    def resize_disk(self, vm: VmRef, *, disk: str, size_gib: int, timeout: float) -> None:
+        """Grow ``disk`` to ``size_gib`` GiB (an absolute size; PVE refuses to shrink a disk:
+        qemu-server ``src/PVE/API2/Qemu.pm`` resize_vm, "shrinking disks is not supported").
+        Since qemu-server 8 the call is a worker and answers a UPID, which is waited for; an older
+        server answers null when done."""
+        answer = self._retrying(lambda: self._qemu(vm).resize.put(disk=disk, size=f"{size_gib}G"))
+        if isinstance(answer, str) and answer.startswith("UPID:"):
+            self.wait_task(answer, timeout=timeout)
+
     # ------------------------------------------------------------------ power
 
     def start(self, vm: VmRef, *, timeout: float) -> TaskResult | None:

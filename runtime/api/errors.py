@@ -29,6 +29,7 @@ from runtime.errors import (
     OperationError,
     UsageError,
 )
+from runtime.machines.errors import QuotaExceeded
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ STATUS: list[tuple[type[HubError], int, str]] = [
     (NotFoundError, 404, "not_found"),
     (UsageError, 422, "invalid"),
     (LockBusyError, 409, "busy"),
+    (QuotaExceeded, 409, "quota_exceeded"),
     (LockBackendError, 503, "lock_backend_unavailable"),
     (DatabaseError, 503, "database_unavailable"),
     (ProxmoxError, 502, "proxmox_error"),

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hubcore.proxmox import ProxmoxClient, ProxmoxError, ProxmoxTaskTimeout, Snapshot, VmRef
 from runtime import audit, failpoints
@@ -33,7 +34,7 @@ from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus, default_label
 from runtime.checkpoints.retention import Candidate, Decision, RetentionPolicy, decide
 from runtime.db import Checkpoint, Database
-from runtime.db.models import new_uuid
+from runtime.db.models import Machine, Project, new_uuid
 from runtime.db.retry import retry_write
 from runtime.errors import DatabaseError, OperationError, UsageError
 from runtime.locks import VmLocks, vm_lock_name
@@ -437,6 +438,7 @@ class CheckpointService:
                     )
                 )
             ]
+            project_policy = _project_policy(s, vmid)
         by_id = {r.uuid: r for r in rows}
         pools: dict[str, list[Candidate]] = {}
         for r in rows:
@@ -444,7 +446,9 @@ class CheckpointService:
         now = self.clock()
         decisions: list[Decision] = []
         for label, candidates in pools.items():
-            decisions += decide(candidates, self.policy(label), now=now)
+            # A task machine's checkpoints follow its project's rule (runtime.machines.projects).
+            policy = project_policy if project_policy is not None else self.policy(label)
+            decisions += decide(candidates, policy, now=now)
         decisions.sort(key=lambda d: (d.at, d.id), reverse=True)
         return [PruneItem(checkpoint=by_id[d.id], keep=d.keep, rule=d.reason) for d in decisions]
 
@@ -475,6 +479,17 @@ class CheckpointService:
 
     def _find(self, vm: VmRef, name: str) -> Snapshot | None:
         return self.proxmox.get_snapshot(vm.node, vm.vmid, name)
+
+
+def _project_policy(session: Session, vmid: int) -> RetentionPolicy | None:
+    """The retention rule of the project whose live task machine is this VM, if it has one."""
+    rule = session.scalar(
+        select(Project.retention)
+        .join(Machine, Machine.project == Project.name)
+        .where(Machine.vm_id == vmid, Machine.status.not_in(("destroyed", "missing")))
+        .limit(1)
+    )
+    return RetentionPolicy(**rule) if rule else None
 
 
 _DEFAULT_POLICIES: dict[str, RetentionPolicy] = {

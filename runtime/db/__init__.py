@@ -8,6 +8,8 @@ from runtime.db.models import (
     Job,
     JobState,
     Lease,
+    Machine,
+    Project,
 )
 from runtime.db.session import Database
 
@@ -20,4 +22,6 @@ __all__ = [
     "Job",
     "JobState",
     "Lease",
+    "Machine",
+    "Project",
 ]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Float, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -174,3 +174,65 @@ def new_uuid() -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+class Project(Base):
+    """A unit of ownership and accounting for task machines (runtime.machines.projects).
+
+    ``spent`` is the cost accrued so far (runtime.machines.budget); ``over_budget_since`` starts the
+    grace period after which a project over its budget has its machines stopped. The row is also the
+    lock a quota reservation takes (``SELECT ... FOR UPDATE``), so two reservations for one project
+    are decided one after the other."""
+
+    __tablename__ = "hub_projects"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    max_cores: Mapped[int | None] = mapped_column(Integer)
+    max_memory_mib: Mapped[int | None] = mapped_column(Integer)
+    max_disk_gb: Mapped[int | None] = mapped_column(Integer)
+    max_machines: Mapped[int | None] = mapped_column(Integer)
+    budget: Mapped[float | None] = mapped_column(Float)
+    spent: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    checkpoint_schedule: Mapped[str | None] = mapped_column(String(128))
+    retention: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    over_budget_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class Machine(Base):
+    """A task machine: a VM the Hub cloned into its pool for a project (runtime.machines.records).
+
+    ``step`` is how far create got (reserved, allocated, cloned, configured, started), so a create
+    repeated after a crash resumes there; ``vm_id`` is written before the clone is asked for, so the
+    half-made VM is found by its id and proven ours by the uuid line in its description."""
+
+    __tablename__ = "hub_machines"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    project: Mapped[str] = mapped_column(String(32), nullable=False)
+    vm_id: Mapped[int | None] = mapped_column(Integer)
+    node: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    step: Mapped[str] = mapped_column(String(20), nullable=False)
+    cores: Mapped[int] = mapped_column(Integer, nullable=False)
+    memory_mib: Mapped[int] = mapped_column(Integer, nullable=False)
+    disk_gb: Mapped[int] = mapped_column(Integer, nullable=False)
+    network: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Accounting samples from the cluster (runtime.machines.budget): the last uptime seen and when.
+    last_uptime: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    sampled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cpu: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    cost: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    idle_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    idle: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    __table_args__ = (
+        Index("ix_hub_machines_project_status", "project", "status"),
+        Index("ix_hub_machines_vm_id", "vm_id"),
+        Index("ix_hub_machines_name", "name"),
+    )

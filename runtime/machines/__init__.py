@@ -1,0 +1,1 @@
+"""Task machines: projects, quotas, budgets and the VM lifecycle (docs/machines.md)."""
