@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from runtime import audit
+from runtime import audit, failpoints
 from runtime.db import Database
 from runtime.db.models import Machine, Project, new_uuid
 from runtime.errors import UsageError
@@ -91,6 +91,7 @@ def check(owner: str, limits: Limits, used: Usage, req: Request) -> None:
 
 def reserve(db: Database, settings: Settings, req: Request, *, actor: str, now: datetime) -> MachineRecord:
     """Check every limit and the budget and insert the machine row, as one serialised transaction."""
+    failpoints.reached("machine.reserve_begin")
     with db.session() as s:
         if db.is_sqlite:
             # Take the write lock before reading: the check and the insert are then one step.
@@ -119,6 +120,9 @@ def reserve(db: Database, settings: Settings, req: Request, *, actor: str, now: 
         limits = Limits(project.max_cores, project.max_memory_mib, project.max_disk_gb, project.max_machines)
         check(f"project {project.name!r}", limits, usage(s, project=project.name), req)
         check("the Hub's pool", pool_limits(settings), usage(s), req)
+        # Checked, not yet written: without the serialisation above, a second request paused here
+        # would read the same usage and both would win (tests/runtime/machines/test_quotas.py).
+        failpoints.reached("machine.reserving")
         row = Machine(
             uuid=new_uuid(),
             name=req.name,
