@@ -8,7 +8,7 @@ from tests.runtime.machines.conftest import FOREIGN
 
 
 def writes(pve: Any, since: int = 0) -> list[tuple[str, str]]:
-    """Every non-GET request fakepve saw since index ``since``: what changed (or tried to change) the cluster."""
+    """Every non-GET request fakepve saw since index ``since``: what tried to change the cluster."""
     return [(m, p) for m, p, _ in pve.requests[since:] if m != "GET"]
 
 

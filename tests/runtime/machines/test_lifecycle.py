@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from tests.runtime.machines.conftest import POOL, TEMPLATE
-from tests.runtime.machines.helpers import machine_vms, untouched_foreign, writes
+from tests.runtime.machines.helpers import untouched_foreign, writes
 from tests.support.hubenv import HubEnv, one_line_error
 
 
