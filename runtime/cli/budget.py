@@ -14,6 +14,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _group() -> None:
+    """Budgets of projects: what they use, spend and when the money runs out."""
+
+
 def _text(p: dict[str, Any]) -> str:
     u, lim = p["usage"], p["limits"]
     parts = [
