@@ -21,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 TOKEN_ENV = "HUB_LAB_TOKEN"  # user@realm!tokenid=secret
+# The task-machine set-up hubinfra would make (runtime/lab/machines_act.py): a pool, and a template on
+# a second node, so machines land on another node than the Hub.
+TASK_POOL = "hub-lab"
+TASK_TEMPLATE_VMID = 9000
+TASK_NODE = "pve2"
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -45,6 +50,15 @@ async def serve(args: argparse.Namespace) -> None:
             "memory": 8192,
             "agent": "1",
         },
+    )
+    pve.add_node(TASK_NODE)
+    pve.pools[TASK_POOL] = set()
+    pve.add_vm(
+        TASK_TEMPLATE_VMID,
+        "task-template",
+        node=TASK_NODE,
+        template=True,
+        config={"scsi0": f"local-lvm:base-{TASK_TEMPLATE_VMID}-disk-0,size=8G", "cores": 1, "memory": 512},
     )
     await pve.start(certfile, keyfile)
     print(json.dumps({"url": pve.url, "cafile": certfile}), flush=True)

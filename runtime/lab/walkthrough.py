@@ -29,6 +29,7 @@ from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus
 from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.checkpoints.service import CheckpointService
+from runtime.lab import machines_act
 from runtime.lab.processes import Simulator, child_options, start_simulator
 from runtime.settings import Environment, Settings
 from runtime.wiring import Services
@@ -300,6 +301,7 @@ def run(*, once: bool, root: Path, console: Console, port: int = 0, api_port: in
         lab.checkpoint_via_api(url, token)
         lab.step("6. health again")
         lab.health()
+        machines_act.run(lab)
         if once:
             console.print("[bold green]lab walk-through complete[/]")
             return 0

@@ -28,8 +28,13 @@ def test_lab_once_walks_through_and_cleans_up(tmp_path: Path) -> None:
         "4. crash",
         "5. the API",
         "6. health again",
+        "7. task machines",
     ):
         assert step in out
+    # The machines act: the quota refuses the third machine with no Proxmox call, and a VM destroyed
+    # outside the Hub is noticed by cluster sync.
+    assert "Proxmox calls made for the refused request: 0" in out
+    assert "lab-1 is now 'missing'" in out
     assert "lab walk-through complete" in out
     assert "left 'creating'" in out and "database and Proxmox agree again" in out
     assert "POST /api/v1/checkpoints -> 202" in out and "job succeeded" in out
