@@ -160,8 +160,9 @@ class MachineService:
     ) -> MachineRecord:
         """Take the capacity for a new machine, or refuse naming the limit. No Proxmox call.
 
-        A name that belongs to a machine of this project whose create did not finish (``creating``)
-        returns that machine: the caller's ``build`` resumes it (a create repeated after a crash)."""
+        A name that belongs to a machine of this project whose create did not finish (``creating``,
+        or ``failed``: it still holds its capacity) returns that machine: the caller's ``build``
+        resumes it (a create repeated after a crash or a failure)."""
         self._pool()
         self._template()
         net = self._network(network)
@@ -174,6 +175,15 @@ class MachineService:
             pending = self._unfinished(project, name)
             if pending is not None:
                 self.progress(f"machine {name} ({pending.uuid}) was being created: resuming it")
+                if pending.status is MachineStatus.FAILED:  # its capacity is still held: no reserve
+                    pending = self._update(
+                        pending.uuid,
+                        status=MachineStatus.CREATING,
+                        error=None,
+                        audit_action="machine.create",
+                        outcome="resumed",
+                        details={"step": pending.step.value},
+                    )
                 return pending
         req = quotas.Request(
             project=project,
@@ -241,7 +251,7 @@ class MachineService:
             )
             raise MachineError(
                 f"machine {failed.name} failed at step {failed.step}: {exc} (its capacity stays "
-                "reserved until hubctl machine destroy)"
+                "held: run the same create again to retry, or hubctl machine destroy)"
             ) from exc
         return record
 
@@ -306,7 +316,8 @@ class MachineService:
         if self.settings.machine_ci_user:
             changes["ciuser"] = self.settings.machine_ci_user
         if self.settings.machine_ssh_keys:
-            # PVE wants the keys URL-encoded (qemu-server PVE/API2/Qemu.pm: sshkeys is 'urlencoded').
+            # PVE wants the keys URL-encoded (qemu-server src/PVE/QemuServer.pm: sshkeys has format
+            # 'urlencoded'); the form encoding then escapes them again, which PVE undoes twice.
             changes["sshkeys"] = quote(self.settings.machine_ssh_keys.strip() + "\n", safe="")
         self.proxmox.update_vm_config(vm, timeout=self.settings.task_timeout_seconds, **changes)
         disk, size = _boot_disk(config)
@@ -494,7 +505,7 @@ class MachineService:
                 select(Machine).where(
                     Machine.name == name,
                     Machine.project == project,
-                    Machine.status == MachineStatus.CREATING.value,
+                    Machine.status.in_((MachineStatus.CREATING.value, MachineStatus.FAILED.value)),
                 )
             ).first()
             return MachineRecord.of(row) if row is not None else None

@@ -11,7 +11,7 @@ import pytest
 
 from runtime.machines.projects import ProjectStore
 from tests.runtime.machines.helpers import machine_vms, untouched_foreign, wait_paused
-from tests.support.hubenv import HubEnv
+from tests.support.hubenv import HubEnv, one_line_error
 
 
 @pytest.mark.parametrize("step", ["machine.allocated", "machine.cloned", "machine.configured"])
@@ -87,3 +87,15 @@ def test_a_clone_refused_with_already_exists_is_tried_again(sqlite_menv: HubEnv,
     clones = [p for m, p, _ in cluster.requests if m == "POST" and p.endswith("/clone")]
     assert len(clones) == 2
     assert [vm.name for vm in machine_vms(cluster)] == ["m1"]
+
+
+def test_a_failed_create_is_retried_by_the_same_create(sqlite_menv: HubEnv, cluster: Any) -> None:
+    ProjectStore(sqlite_menv.services().ready_db()).create("ci", machines=1)
+    cluster.fail("POST", "/status/start", 403, "Permission check failed (/vms/101, VM.PowerMgmt)")
+    first = sqlite_menv.run("machine", "create", "--project", "ci", "--name", "m1")
+    assert first.returncode == 1 and "failed at step configured" in one_line_error(first.stderr)
+    cluster.failures.clear()  # the operator fixed the permission
+    second = sqlite_menv.run("machine", "create", "--project", "ci", "--name", "m1", "--json")
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["status"] == "running"
+    assert len(machine_vms(cluster, "m1")) == 1

@@ -100,3 +100,18 @@ def test_the_cli_runs_one_pass(sqlite_menv: HubEnv, cluster: Any) -> None:
     result = sqlite_menv.run("machine", "sync", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["vanished"] == ["m1"]
+
+
+def test_a_create_nobody_resumes_is_settled_as_failed(sqlite_menv: HubEnv, cluster: Any) -> None:
+    services = sqlite_menv.services()
+    ProjectStore(services.ready_db()).create("ci")
+    reserved = MachineService.build_from(services, actor="test").reserve(project="ci", name="m1")
+    soon = datetime.now(UTC) + timedelta(seconds=60)
+    sync_machines(services, actor="test", clock=lambda: soon)
+    assert MachineService.build_from(services, actor="test").show(reserved.uuid).status == "creating"
+    late = datetime.now(UTC) + timedelta(seconds=4 * services.settings.longest_vm_operation_seconds)
+    sync_machines(services, actor="test", clock=lambda: late)
+    row = MachineService.build_from(services, actor="test").show(reserved.uuid)
+    assert row.status == "failed" and "--name m1" in (row.error or "")
+    # Its capacity stays held until it is destroyed; destroying a machine with no VM releases it.
+    assert MachineService.build_from(services, actor="test").destroy("m1").status == "destroyed"
