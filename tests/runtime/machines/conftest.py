@@ -3,12 +3,14 @@ another node than the Hub, and a foreign VM in the same pool (which no test may 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.hubenv import HubEnv, make_env
+from tests.support.service import Service, serve
 
 POOL = "hub-dev"
 TEMPLATE = 9000
@@ -70,3 +72,11 @@ def menv(cluster: Any, fakepve_cafile: str, tmp_path: Path, database_url: str) -
 @pytest.fixture
 def sqlite_menv(cluster: Any, fakepve_cafile: str, tmp_path: Path, sqlite_url: str) -> HubEnv:
     return machine_env(cluster, fakepve_cafile, tmp_path, sqlite_url)
+
+
+@pytest.fixture
+def machine_service(
+    cluster: Any, fakepve_cafile: str, tmp_path: Path, postgres_url: str, redis_url: str
+) -> Iterator[Service]:
+    """The real ``hubctl serve`` for machines, on PostgreSQL and Redis."""
+    yield from serve(machine_env(cluster, fakepve_cafile, tmp_path, postgres_url, HUB_REDIS_URL=redis_url))

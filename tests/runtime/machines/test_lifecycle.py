@@ -56,7 +56,7 @@ def test_full_lifecycle(menv: HubEnv, cluster: Any) -> None:
     # Every step went through the API: clone of the template, config, disk grown to 20G, start.
     paths = writes(cluster)
     assert ("POST", f"/api2/json/nodes/pve2/qemu/{TEMPLATE}/clone") in paths
-    resize = [body for meth, path, body in cluster.requests if path.endswith(f"/qemu/{vm.vmid}/resize")]
+    resize = [body for _meth, path, body in cluster.requests if path.endswith(f"/qemu/{vm.vmid}/resize")]
     assert resize and "20G" in str(resize[0])
     assert ("POST", f"/api2/json/nodes/pve2/qemu/{vm.vmid}/status/start") in paths
 

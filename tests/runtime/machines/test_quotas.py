@@ -6,7 +6,6 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,11 @@ from runtime.machines.projects import ProjectStore
 from tests.runtime.machines.conftest import machine_env
 from tests.runtime.machines.helpers import machine_vms, untouched_foreign, wait_paused
 from tests.support.hubenv import HubEnv, one_line_error
-from tests.support.service import Service, serve
+from tests.support.service import Service
 
 
-def _create(env: HubEnv, name: str, *extra: str, **envs: str) -> Any:
-    return env.run("machine", "create", "--project", "ci", "--name", name, *extra, **envs)
+def _create(env: HubEnv, name: str, *extra: str) -> Any:
+    return env.run("machine", "create", "--project", "ci", "--name", name, *extra)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +40,7 @@ def _create(env: HubEnv, name: str, *extra: str, **envs: str) -> Any:
     ],
 )
 def test_each_project_limit_refuses_before_any_proxmox_request(
-    menv: HubEnv, cluster: Any, limits: dict[str, int], request_: tuple[str, ...], named: str
+    menv: HubEnv, cluster: Any, limits: dict[str, Any], request_: tuple[str, ...], named: str
 ) -> None:
     ProjectStore(menv.services().ready_db()).create("ci", **limits)
     assert _create(menv, "m1", *request_).returncode == 0
@@ -124,6 +123,7 @@ def test_two_processes_racing_for_the_last_slot_one_wins(menv: HubEnv, cluster: 
             if p is not None and p.poll() is None:
                 p.kill()
                 p.communicate()
+    assert b is not None
     assert a.returncode == 0, err_a
     assert b.returncode == 1, err_b
     assert json.loads(out_a)["status"] == "running"
@@ -132,16 +132,8 @@ def test_two_processes_racing_for_the_last_slot_one_wins(menv: HubEnv, cluster: 
     untouched_foreign(cluster)
 
 
-@pytest.fixture
-def machine_service(
-    cluster: Any, fakepve_cafile: str, tmp_path: Path, postgres_url: str, redis_url: str
-) -> Iterator[Service]:
-    env = machine_env(cluster, fakepve_cafile, tmp_path, postgres_url, HUB_REDIS_URL=redis_url)
-    ProjectStore(env.services().ready_db()).create("ci", machines=1)
-    yield from serve(env)
-
-
 def test_two_api_calls_racing_for_the_last_slot_one_wins(machine_service: Service, cluster: Any) -> None:
+    machine_service.post("/api/v1/projects", {"name": "ci", "machines": 1}).raise_for_status()
     answers: list[Any] = []
     go = threading.Barrier(2)
 
