@@ -404,12 +404,16 @@ class MachineService:
                         outcome="completed",
                         details={"vm_id": record.vm_id, "note": "the VM was already gone"},
                     )
-                return self._update(
+                self._update(
                     record.uuid,
                     status=MachineStatus.MISSING,
                     audit_action=f"machine.{action}",
                     outcome="failed",
                     details={"vm_id": record.vm_id, "error": "VM not in the cluster"},
+                )
+                raise MachineError(
+                    f"machine {record.name}: VM {record.vm_id} is no longer in the cluster (now 'missing'; "
+                    "hubctl machine destroy releases it)"
                 )
             vm = resource.ref
             self._check_owned(vm, record, strict=record.step not in (CreateStep.ALLOCATED, CreateStep.CLONED))

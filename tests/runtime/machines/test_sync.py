@@ -100,6 +100,10 @@ def test_the_cli_runs_one_pass(sqlite_menv: HubEnv, cluster: Any) -> None:
     result = sqlite_menv.run("machine", "sync", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["vanished"] == ["m1"]
+    start = sqlite_menv.run("machine", "start", "m1")
+    assert start.returncode == 1 and "no longer in the cluster" in start.stderr
+    released = sqlite_menv.run("machine", "destroy", "m1", "--json")
+    assert released.returncode == 0 and json.loads(released.stdout)["status"] == "destroyed"
 
 
 def test_a_create_nobody_resumes_is_settled_as_failed(sqlite_menv: HubEnv, cluster: Any) -> None:
