@@ -121,3 +121,25 @@ def test_bad_input_is_one_line(sqlite_menv: HubEnv) -> None:
         result = sqlite_menv.run(*args)
         assert result.returncode == code, (args, result.stderr)
         one_line_error(result.stderr)
+
+
+def test_linked_clones_when_configured(
+    cluster: Any, fakepve_cafile: str, tmp_path: Any, sqlite_url: str
+) -> None:
+    from tests.runtime.machines.conftest import machine_env
+
+    env = machine_env(cluster, fakepve_cafile, tmp_path, sqlite_url, HUB_MACHINE_FULL_CLONE="false")
+    _ok(env, "project", "create", "ci")
+    m = _ok(env, "machine", "create", "--project", "ci", "--name", "linked")
+    [body] = [b for meth, p, b in cluster.requests if meth == "POST" and p.endswith("/clone")]
+    assert "full=0" in str(body) or "'full': '0'" in str(body), body
+    assert cluster.vm(m["vm_id"]).status == "running"
+
+
+def test_a_machine_migrated_to_another_node_is_followed(sqlite_menv: HubEnv, cluster: Any) -> None:
+    _ok(sqlite_menv, "project", "create", "ci")
+    m = _ok(sqlite_menv, "machine", "create", "--project", "ci", "--name", "mover")
+    cluster.vm(m["vm_id"]).node = "pve3"  # migrated by an operator (or HA)
+    stopped = _ok(sqlite_menv, "machine", "stop", "mover")
+    assert stopped["node"] == "pve3" and cluster.vm(m["vm_id"]).status == "stopped"
+    assert ("POST", f"/api2/json/nodes/pve3/qemu/{m['vm_id']}/status/shutdown") in writes(cluster)
