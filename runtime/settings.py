@@ -159,6 +159,18 @@ class Settings(BaseSettings):
     # --show-secrets apiToken`); the service stores it at start with TokenStore.ensure. Never the token.
     api_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
+    # The sentinel (runtime/sentinel, outside the Hub VM; docs/recovery.md).
+    sentinel_critical_probes: int = Field(default=3, ge=1, le=100)
+    sentinel_probe_interval_seconds: PositiveSeconds = 15.0
+    sentinel_probe_timeout_seconds: PositiveSeconds = 5.0
+    sentinel_gate_timeout_seconds: PositiveSeconds = 300.0
+    sentinel_max_runs_per_day: int = Field(default=3, ge=1, le=100)
+    sentinel_backoff_seconds: Seconds = 900.0
+    sentinel_shutdown_timeout_seconds: PositiveSeconds = 60.0
+    sentinel_old_checkpoint_days: int = Field(default=7, ge=1, le=3650)
+    # Apprise URLs (several separated by spaces or commas); unset: alerts go to the log only.
+    alert_urls: SecretStr | None = None
+
     @field_validator("checkpoint_schedule")
     @classmethod
     def _valid_schedule(cls, value: str | None) -> str | None:
