@@ -34,6 +34,7 @@ from hubcore.proxmox.errors import (
     ProxmoxQuorumError,
     ProxmoxTaskFailed,
 )
+from runtime import failpoints
 from runtime.sentinel import metrics
 from runtime.sentinel.alerts import Alert, Alerter
 from runtime.sentinel.errors import LeaseHeld, SentinelError
@@ -203,12 +204,13 @@ class Sentinel:
             Step(0, Action.EMERGENCY, snapname=name, checkpoint=uuid),
             Step(1, Action.RESTART),
         ]
-        # Blessed ones first (each proved healthy for the blessing window), newest first; then the
-        # newest of the others, up to three in all.
-        recent = [c for c in candidates if c.blessed][:MAX_RECENT]
-        recent += [c for c in candidates if not c.blessed][: MAX_RECENT - len(recent)]
-        steps += [_rollback(2, c) for c in recent]
+        # Rung 2 looks at the recent ones (younger than rung 3's age): blessed first (each proved
+        # healthy for the blessing window), newest first; then the newest others, three in all.
         cutoff = self.clock() - timedelta(days=self.policy.old_checkpoint_days)
+        young = [c for c in candidates if c.created_at is None or c.created_at > cutoff]
+        recent = [c for c in young if c.blessed][:MAX_RECENT]
+        recent += [c for c in young if not c.blessed][: MAX_RECENT - len(recent)]
+        steps += [_rollback(2, c) for c in recent]
         tried = {c.snapname for c in recent}
         old = [
             c
@@ -242,17 +244,20 @@ class Sentinel:
                 if assessment.verdict == "unknown":
                     return Outcome("paused", assessment.reason)
                 trigger = f"{trigger}: {assessment.reason}"
-            ref = self.hub.ref()
-            steps = self.plan(ref)
-            if dry_run:
-                return Outcome("dry-run", f"would run {len(steps)} steps", steps)
-            refusal = self._throttled(now)
-            if refusal is not None:
-                return refusal
             try:
+                ref = self.hub.ref()
+                steps = self.plan(ref)
+                if dry_run:
+                    return Outcome("dry-run", f"would run {len(steps)} steps", steps)
+                refusal = self._throttled(now)
+                if refusal is not None:
+                    return refusal
                 self.hub.acquire_lease(ref, self.holder, now=now, ttl=self.policy.lease_ttl)
             except LeaseHeld as exc:
-                return Outcome("lease-held", str(exc), steps)
+                return Outcome("lease-held", str(exc))
+            except ProxmoxError as exc:
+                # No quorum, unreachable, locked: nothing was done; the next tick tries again.
+                return Outcome("paused", f"not started: {exc}")
             run = self.store.start_run(self.vmid, now=now, trigger=trigger, manual=False, steps=steps)
             self.store.set_state(self.vmid, SentinelState.RECOVERING, now, trigger)
             self._journal("run-started", None, "started", f"trigger: {trigger}", run)
@@ -319,11 +324,12 @@ class Sentinel:
                 )
             step.status = StepStatus.STARTED
             self.store.save_plan(run)  # before the destructive call: a restart redoes this step
+            failpoints.reached(f"sentinel.{step.action.value}.started")
             self.progress(step.describe())
             try:
                 done = self._step(ref, run, step)
             except ProxmoxError as exc:
-                if exc.transient or isinstance(exc, ProxmoxQuorumError):
+                if _not_now(exc):
                     self._journal(step.action.value, step.checkpoint, "paused", f"not now: {exc}", run)
                     return Outcome(
                         "paused", f"run {run.id} paused at rung {step.rung}: {exc}", run.steps, run.id
@@ -359,7 +365,7 @@ class Sentinel:
                 )
             except ProxmoxError as exc:
                 if isinstance(exc, ProxmoxQuorumError):
-                    raise
+                    raise  # nothing can be written now: pause, and try the snapshot again later
                 step.outcome = "failed"
                 self._journal(
                     "emergency-snapshot", step.checkpoint, "failed", f"going on without it: {exc}", run
@@ -368,7 +374,9 @@ class Sentinel:
         if step.action is Action.RESTART:
             try:
                 self._restart(ref)
-            except (ProxmoxTaskFailed, ProxmoxConflict) as exc:
+            except ProxmoxError as exc:
+                if _not_now(exc):
+                    raise
                 step.outcome = "failed"
                 self._journal("restart", None, "failed", str(exc), run)
                 return None
@@ -377,7 +385,9 @@ class Sentinel:
             assert step.snapname
             try:
                 self._rollback(ref, step)
-            except (ProxmoxTaskFailed, ProxmoxConflict) as exc:
+            except ProxmoxError as exc:
+                if _not_now(exc):
+                    raise
                 step.outcome = "failed"
                 self._journal("rollback", step.checkpoint, "failed", f"{step.snapname}: {exc}", run)
                 self._quarantine(run, step, f"rollback failed: {exc}")
@@ -409,6 +419,7 @@ class Sentinel:
             self.proxmox.start(ref, timeout=self.policy.task_timeout)
 
     def _gated(self, run: Run, step: Step, kind: str) -> Outcome | None:
+        failpoints.reached(f"sentinel.{step.action.value}.acted")
         healthy, detail = self._gate()
         step.outcome = "healthy" if healthy else "unhealthy"
         what = f"{step.snapname}: " if step.snapname else ""
@@ -557,3 +568,8 @@ def _rollback(rung: int, candidate: Candidate) -> Step:
 
 def _http_probe(url: str, timeout: float) -> Probe:
     return readiness(url, timeout=timeout)
+
+
+def _not_now(exc: ProxmoxError) -> bool:
+    """A fault that says "not now" rather than "this rung failed": the run pauses at this step."""
+    return exc.transient or isinstance(exc, ProxmoxQuorumError)
