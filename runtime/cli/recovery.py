@@ -14,6 +14,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def recovery() -> None:
+    """Recovery events the sentinel journaled on the Hub VM, imported by the Hub."""
+
+
 @app.command("list")
 def list_events(
     json_output: JsonOption = False,

@@ -150,3 +150,15 @@ class HubVm:
 def new_emergency_name() -> tuple[str, str]:
     uuid = str(uuidlib.uuid4())
     return snapname_for(uuid), uuid
+
+
+# What the sentinel's token needs, granted on the Hub VM alone (/vms/<hub vmid>), nothing else:
+# hubinfra's sentinel token should be given exactly these (tests/runtime/sentinel/test_privileges.py
+# shows they suffice and that anything beyond is refused).
+SENTINEL_PRIVILEGES: dict[str, str] = {
+    "VM.Audit": "read the Hub VM's status, config (description, digest) and snapshot list",
+    "VM.Snapshot": "take the emergency pre-recovery snapshot",
+    "VM.Snapshot.Rollback": "roll back to a checkpoint",
+    "VM.PowerMgmt": "shutdown, stop, start and resume the Hub VM (and rollback with start=1)",
+    "VM.Config.Options": "write the recovery lease and journal on the Hub VM's description",
+}

@@ -108,7 +108,7 @@ def _journal_lines(events: list[Event]) -> list[str]:
 def _line(event: Event) -> str:
     data = {
         "id": event.id,
-        "at": event.at.astimezone(UTC).isoformat(timespec="seconds"),
+        "at": event.at.astimezone(UTC).isoformat(),
         "kind": event.kind,
         "checkpoint": event.checkpoint,
         "outcome": event.outcome,

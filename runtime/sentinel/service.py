@@ -506,7 +506,13 @@ class Sentinel:
     def _journal(
         self, kind: str, checkpoint: str | None, outcome: str, detail: str, run: Run | None
     ) -> Event:
-        event = Event(str(uuidlib.uuid4()), self.clock(), kind, checkpoint, outcome, detail)
+        # Strictly increasing times: the journal is read in time order everywhere (the Hub sorts its
+        # imported rows by `at`), and two events can share a clock reading.
+        at = self.clock()
+        last = self.store.events(self.vmid, limit=1)
+        if last and at <= last[-1].at:
+            at = last[-1].at + timedelta(microseconds=1)
+        event = Event(str(uuidlib.uuid4()), at, kind, checkpoint, outcome, detail)
         self.store.add_event(self.vmid, event, run_id=run.id if run else None)
         metrics.EVENTS.labels(kind=kind).inc()
         log.info("recovery event %s | checkpoint %s | %s | %s", kind, checkpoint or "-", outcome, detail)
