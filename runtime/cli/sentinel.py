@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runtime.cli import output
+from runtime.cli import output, process
 from runtime.cli.common import JsonOption, examples, progress_printer
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ def watch(
     ] = None,
 ) -> None:
     """Probe the Hub every few seconds; run the ladder when it is critical (K probes, hung, or stopped)."""
+    process.long_running()
     sentinel = _sentinel(hub_url, json_output=False, gate_timeout=gate_timeout, probe_interval=probe_interval)
     if metrics_port is not None:
         from prometheus_client import start_http_server
