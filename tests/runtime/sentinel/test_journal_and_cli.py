@@ -33,7 +33,7 @@ def _two(pve: Any) -> tuple[str, str]:
 
 
 def test_the_restored_hub_imports_the_journal_and_lists_what_happened_after_its_checkpoint(
-    pve: Any, fakepve_cafile: str, tmp_path: Path, sqlite_hubenv: HubEnv
+    pve: Any, fakepve_cafile: str, tmp_path: Path, hubenv: HubEnv
 ) -> None:
     pve.vm(HUB_VMID).config["description"] = "Hub VM (operator's note)"
     a, b = _two(pve)
@@ -48,15 +48,15 @@ def test_the_restored_hub_imports_the_journal_and_lists_what_happened_after_its_
     description = pve.vm(HUB_VMID).config["description"]
     assert description.startswith("Hub VM (operator's note)")
     assert len(description.encode()) <= mirror.PVE_DESCRIPTION_MAX
-    first = sqlite_hubenv.run("recovery", "list", "--json")
+    first = hubenv.run("recovery", "list", "--json")
     assert first.returncode == 0, first.stderr
     before = json.loads(first.stdout)
     assert before == {"events": []}
 
     from runtime.serve import _reconcile_once  # pyright: ignore[reportPrivateUsage]
 
-    _reconcile_once(sqlite_hubenv.services())  # the hook the service runs at start and on its loop
-    listed = sqlite_hubenv.run("recovery", "list", "--json")
+    _reconcile_once(hubenv.services())  # the hook the service runs at start and on its loop
+    listed = hubenv.run("recovery", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     events = json.loads(listed.stdout)["events"]
     assert all(set(e) == {"at", "kind", "checkpoint", "outcome", "detail"} for e in events)
@@ -66,7 +66,7 @@ def test_the_restored_hub_imports_the_journal_and_lists_what_happened_after_its_
     assert kinds[-1] == ("recovered", "healthy")
     assert len(events) == len(sentinel.store.events(HUB_VMID))
     # Idempotent: a second import adds nothing.
-    assert import_recovery_journal(sqlite_hubenv.services()) == 0
+    assert import_recovery_journal(hubenv.services()) == 0
     del a
 
 
