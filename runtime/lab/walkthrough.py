@@ -30,6 +30,7 @@ from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, Checkp
 from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.checkpoints.service import CheckpointService
 from runtime.lab.processes import Simulator, child_options, start_simulator
+from runtime.lab.recovery_act import recovery_act
 from runtime.settings import Environment, Settings
 from runtime.wiring import Services
 
@@ -300,6 +301,7 @@ def run(*, once: bool, root: Path, console: Console, port: int = 0, api_port: in
         lab.checkpoint_via_api(url, token)
         lab.step("6. health again")
         lab.health()
+        recovery_act(lab)
         if once:
             console.print("[bold green]lab walk-through complete[/]")
             return 0
