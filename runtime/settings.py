@@ -159,7 +159,8 @@ class Settings(BaseSettings):
     # --show-secrets apiToken`); the service stores it at start with TokenStore.ensure. Never the token.
     api_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
-    # The sentinel (runtime/sentinel, outside the Hub VM; docs/recovery.md).
+    # The sentinel (runtime/sentinel, outside the Hub VM; docs/recovery.md). Its Hub: `--hub-url` wins.
+    sentinel_hub_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     sentinel_critical_probes: int = Field(default=3, ge=1, le=100)
     sentinel_probe_interval_seconds: PositiveSeconds = 15.0
     sentinel_probe_timeout_seconds: PositiveSeconds = 5.0

@@ -57,6 +57,7 @@ MEANING: dict[str, tuple[str, str | None]] = {
         "the service stores it as the `bootstrap` token at start",
         "unset",
     ),
+    "sentinel_hub_url": ("sentinel: the Hub's base URL (it GETs URL/readyz); `--hub-url` overrides", "unset"),
     "sentinel_critical_probes": ("sentinel: consecutive critical probes (K) before the ladder runs", None),
     "sentinel_probe_interval_seconds": (
         "sentinel: seconds between readiness probes (`--probe-interval`)",

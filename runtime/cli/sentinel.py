@@ -26,7 +26,12 @@ app = typer.Typer(
     ),
 )
 HubUrl = Annotated[
-    str, typer.Option("--hub-url", metavar="URL", help="The Hub's base URL (it GETs URL/readyz).")
+    str | None,
+    typer.Option(
+        "--hub-url",
+        metavar="URL",
+        help="The Hub's base URL; it GETs URL/readyz (default HUB_SENTINEL_HUB_URL).",
+    ),
 ]
 GateTimeout = Annotated[
     float | None,
@@ -55,17 +60,20 @@ DryRun = Annotated[
 _CONFIRM = "Roll the Hub VM back to {to}? Everything since is set aside in an emergency snapshot."
 
 
-def _sentinel(hub_url: str, *, json_output: bool, **overrides: Any) -> Sentinel:
+def _sentinel(hub_url: str | None, *, json_output: bool, need_url: bool = True, **overrides: Any) -> Sentinel:
+    from runtime.errors import UsageError
     from runtime.sentinel.build import build_sentinel
     from runtime.settings import load_settings
 
-    if not hub_url.startswith(("http://", "https://")):
-        from runtime.errors import UsageError
-
-        raise UsageError(f"--hub-url {hub_url!r}: expected http://host[:port] or https://...")
-    return build_sentinel(
-        load_settings(), hub_url=hub_url, progress=progress_printer(json_output), **overrides
-    )
+    settings = load_settings()
+    url = hub_url or settings.sentinel_hub_url
+    if url is None:
+        if need_url:
+            raise UsageError("--hub-url: required (or set HUB_SENTINEL_HUB_URL)")
+        url = "http://127.0.0.1"  # status and reset probe nothing
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--hub-url {url!r}: expected http://host[:port] or https://...")
+    return build_sentinel(settings, hub_url=url, progress=progress_printer(json_output), **overrides)
 
 
 def _outcome_text(outcome: Outcome) -> str:
@@ -82,7 +90,7 @@ def _outcome_text(outcome: Outcome) -> str:
 
 @app.command()
 def watch(
-    hub_url: HubUrl,
+    hub_url: HubUrl = None,
     gate_timeout: GateTimeout = None,
     probe_interval: ProbeInterval = None,
     metrics_port: Annotated[
@@ -105,7 +113,9 @@ def watch(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stopping)
-    output.console.print(f"sentinel {sentinel.holder} watching VM {sentinel.vmid} at {hub_url}", markup=False)
+    output.console.print(
+        f"sentinel {sentinel.holder} watching VM {sentinel.vmid} at {sentinel.policy.hub_url}", markup=False
+    )
     try:
         while not stop.is_set():
             outcome = sentinel.tick()
@@ -119,7 +129,7 @@ def watch(
 
 @app.command()
 def recover(
-    hub_url: HubUrl,
+    hub_url: HubUrl = None,
     gate_timeout: GateTimeout = None,
     dry_run: DryRun = False,
     json_output: JsonOption = False,
@@ -140,13 +150,10 @@ def recover(
 @app.command()
 def status(
     json_output: JsonOption = False,
-    hub_url: Annotated[
-        str, typer.Option("--hub-url", metavar="URL", help="The Hub's base URL (not probed here).")
-    ] = "http://127.0.0.1",
 ) -> None:
     """The sentinel's state, recent runs, quarantined checkpoints, journal and the lease on Proxmox."""
     output.set_json(json_output)
-    sentinel = _sentinel(hub_url, json_output=json_output)
+    sentinel = _sentinel(None, json_output=json_output, need_url=False)
     try:
         doc = sentinel.status()
     finally:
@@ -164,13 +171,10 @@ def status(
 @app.command()
 def reset(
     json_output: JsonOption = False,
-    hub_url: Annotated[
-        str, typer.Option("--hub-url", metavar="URL", help="The Hub's base URL (not probed here).")
-    ] = "http://127.0.0.1",
 ) -> None:
     """A person's word that the Hub may be acted on again after `error` (clears the error mark)."""
     output.set_json(json_output)
-    sentinel = _sentinel(hub_url, json_output=json_output)
+    sentinel = _sentinel(None, json_output=json_output, need_url=False)
     try:
         sentinel.reset()
         doc = {"state": sentinel.store.hub(sentinel.vmid, sentinel.clock()).state.value}
@@ -184,9 +188,7 @@ def rollback(
     to: Annotated[
         str, typer.Option("--to", metavar="UUID|SNAPNAME", help="The Hub checkpoint to roll back to.")
     ],
-    hub_url: Annotated[
-        str, typer.Option("--hub-url", metavar="URL", help="The Hub's base URL (for the gate).")
-    ] = "http://127.0.0.1:8000",
+    hub_url: HubUrl = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     gate_timeout: GateTimeout = None,
     dry_run: DryRun = False,

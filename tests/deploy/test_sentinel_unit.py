@@ -19,7 +19,7 @@ def test_systemd_accepts_the_sentinel_unit(tmp_path: Path) -> None:
 def test_it_watches_with_its_own_database_and_restarts() -> None:
     (start,) = unit_lines(UNIT, "ExecStart")
     args = start.split()
-    assert args[0].endswith("/hubctl") and args[1:4] == ["sentinel", "watch", "--hub-url"]
+    assert args[0].endswith("/hubctl") and args[1:] == ["sentinel", "watch"]
     environment = dict(line.split("=", 1) for line in unit_lines(UNIT, "Environment"))
     assert environment["HUB_DATABASE_URL"] == "sqlite:////var/lib/hub-sentinel/sentinel.db"
     assert unit_lines(UNIT, "StateDirectory") == ["hub-sentinel"]
@@ -36,5 +36,5 @@ def test_the_env_example_names_only_real_settings() -> None:
         if line and not line.startswith("#")
     ]
     fields = {"HUB_" + name.upper() for name in Settings.model_fields}
-    assert [k for k in keys if k.startswith("HUB_") and k not in fields] == []
-    assert "SENTINEL_HUB_URL" in keys  # not a HUB_ setting: the --hub-url argument
+    assert [k for k in keys if k not in fields] == []
+    assert "HUB_SENTINEL_HUB_URL" in keys and "HUB_VMID" in keys

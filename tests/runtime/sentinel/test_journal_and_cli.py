@@ -116,8 +116,10 @@ def test_cli_error_exit_codes_status_and_reset(pve: Any, fakepve_cafile: str, tm
     env = _cli_env(pve, fakepve_cafile, tmp_path)
     bad = env.run("sentinel", "recover", "--hub-url", "hub.example")
     assert bad.returncode == 2 and "--hub-url" in one_line_error(bad.stderr)
+    missing = env.run("sentinel", "recover")
+    assert missing.returncode == 2 and "HUB_SENTINEL_HUB_URL" in one_line_error(missing.stderr)
     with serve_hub(FakeHub(pve)) as url:
-        unknown = env.run("sentinel", "rollback", "--to", "hub-nope", "--yes", "--hub-url", url)
+        unknown = env.run("sentinel", "rollback", "--to", "hub-nope", "--yes", HUB_SENTINEL_HUB_URL=url)
         assert unknown.returncode == 2 and "hub-nope" in one_line_error(unknown.stderr)
 
         exhausted = env.run("sentinel", "recover", "--hub-url", url, "--json")
