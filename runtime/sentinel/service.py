@@ -251,6 +251,10 @@ class Sentinel:
                     return Outcome("dry-run", f"would run {len(steps)} steps", steps)
                 refusal = self._throttled(now)
                 if refusal is not None:
+                    if refusal.result == "capped":
+                        # The Hub stays broken and the sentinel may not act: a person must know
+                        # (deduplicated: once an hour at most while it lasts).
+                        self.alerter.send(Alert("capped", None, "capped", refusal.detail))
                     return refusal
                 self.hub.acquire_lease(ref, self.holder, now=now, ttl=self.policy.lease_ttl)
             except LeaseHeld as exc:
