@@ -99,6 +99,8 @@ def watch(
 ) -> None:
     """Probe the Hub every few seconds; run the ladder when it is critical (K probes, hung, or stopped)."""
     process.long_running()
+    from runtime.errors import HubError
+
     sentinel = _sentinel(hub_url, json_output=False, gate_timeout=gate_timeout, probe_interval=probe_interval)
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -118,7 +120,13 @@ def watch(
     )
     try:
         while not stop.is_set():
-            outcome = sentinel.tick()
+            try:
+                outcome = sentinel.tick()
+            except HubError as exc:
+                # One bad probe (the database briefly locked, Proxmox gone mid-step) is logged; the
+                # next tick resumes from what was persisted.
+                output.errors.print(f"hubctl: sentinel: {exc}", markup=False)
+                outcome = None
             if outcome is not None:
                 output.console.print(_outcome_text(outcome), markup=False)
             stop.wait(sentinel.policy.probe_interval)

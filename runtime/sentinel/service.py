@@ -472,20 +472,19 @@ class Sentinel:
         self._journal(kind, checkpoint, result, detail, run)
         metrics.RUNS.labels(outcome=result).inc()
         self.alerter.send(Alert(kind, checkpoint, result, detail))
-        ref = self.hub.ref()
         if result == "error":
             self.store.set_state(self.vmid, SentinelState.ERROR, now, detail)
             metrics.STATE.set(1)
             # The lease stays, as the Hub's `error` mark on Proxmox: no other sentinel starts over.
             try:
-                self.hub.acquire_lease(ref, self.holder, now=now, ttl=ERROR_LEASE)
-            except ProxmoxError as exc:
+                self.hub.acquire_lease(self.hub.ref(), self.holder, now=now, ttl=ERROR_LEASE)
+            except (ProxmoxError, SentinelError) as exc:
                 log.error("the error mark could not be written on the Hub VM: %s", exc)
         else:
             self.store.set_state(self.vmid, SentinelState.WATCHING, now, detail)
             try:
-                self.hub.release_lease(ref, self.holder)
-            except ProxmoxError as exc:  # it expires on its own
+                self.hub.release_lease(self.hub.ref(), self.holder)
+            except (ProxmoxError, SentinelError) as exc:  # it expires on its own
                 log.warning("the recovery lease could not be released now: %s", exc)
         return Outcome(result, detail, run.steps, run.id)
 
