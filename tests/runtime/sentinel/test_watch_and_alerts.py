@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,10 @@ def test_watch_recovers_a_hung_hub_and_stops_cleanly_on_sigterm(
     )
     with serve_hub(hub) as url:
         hub.arm()
-        proc = env.spawn("sentinel", "watch", "--hub-url", url, "--probe-interval", "0.1")
+        port = _free_port()
+        proc = env.spawn(
+            "sentinel", "watch", "--hub-url", url, "--probe-interval", "0.1", "--metrics-port", str(port)
+        )
         try:
             store = SentinelStore.open(f"sqlite:///{db}")
             deadline = time.monotonic() + 60
@@ -49,6 +54,7 @@ def test_watch_recovers_a_hung_hub_and_stops_cleanly_on_sigterm(
                     break
                 time.sleep(0.1)
             store.close()
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)
         finally:
@@ -59,6 +65,14 @@ def test_watch_recovers_a_hung_hub_and_stops_cleanly_on_sigterm(
     assert runs and runs[0].outcome == "healthy"
     assert "watching VM 100" in out
     assert hub.verdict() == "healthy"
+    assert 'hub_sentinel_ladder_runs_total{outcome="healthy"} 1.0' in metrics
+    assert 'hub_sentinel_probes_total{verdict="critical"}' in metrics
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_slow_tasks_are_waited_for(pve: Any, fakepve_cafile: str, tmp_path: Path) -> None:
