@@ -77,6 +77,21 @@ DOMAINS: tuple[Domain, ...] = (
             ),
         ),
     ),
+    Domain(
+        "sentinel",
+        commands=(
+            Command(
+                "sentinel",
+                "runtime.cli.sentinel:app",
+                "The sentinel: watch the Hub from outside its VM and recover it through Proxmox.",
+            ),
+            Command(
+                "recovery",
+                "runtime.cli.recovery:app",
+                "Recovery events the sentinel journaled, imported by the Hub.",
+            ),
+        ),
+    ),
 )
 
 

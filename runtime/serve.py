@@ -199,6 +199,7 @@ def _submit_scheduled(queue: JobQueue) -> None:
 
 def _reconcile_once(services: Services, *, say: Callable[[str], None] | None = None) -> None:
     """Reconcile the Hub VM and every VM with a checkpoint left unsettled (each on its own)."""
+    _import_journal(services)
     vmids = {services.settings.hub_vmid(), *CheckpointQueries(services.ready_db()).vms_with_unsettled_rows()}
     reconciler = Reconciler.build(services, actor="service")
     for vmid in sorted(vmids):
@@ -216,6 +217,16 @@ def _reconcile_once(services: Services, *, say: Callable[[str], None] | None = N
             say(message)
         elif report.changes or report.unsettled:
             log.info(message)
+
+
+def _import_journal(services: Services) -> None:
+    """The sentinel's journal from the Hub VM's description into hub_recovery_events (never fatal)."""
+    from runtime.sentinel.hub_import import import_recovery_journal
+
+    try:
+        import_recovery_journal(services)
+    except HubError as exc:
+        log.warning("recovery journal not imported: %s", exc)
 
 
 def _reconcile_loop(services: Services, queue: JobQueue, settings: Settings, stop: threading.Event) -> None:

@@ -185,6 +185,18 @@ class Settings(BaseSettings):
     idle_cpu_threshold: float = Field(default=0.05, ge=0, le=1, allow_inf_nan=False)
     idle_seconds: PositiveSeconds = 4 * 3600.0
     idle_stop: bool = False
+    # The sentinel (runtime/sentinel, outside the Hub VM; docs/recovery.md). Its Hub: `--hub-url` wins.
+    sentinel_hub_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    sentinel_critical_probes: int = Field(default=3, ge=1, le=100)
+    sentinel_probe_interval_seconds: PositiveSeconds = 15.0
+    sentinel_probe_timeout_seconds: PositiveSeconds = 5.0
+    sentinel_gate_timeout_seconds: PositiveSeconds = 300.0
+    sentinel_max_runs_per_day: int = Field(default=3, ge=1, le=100)
+    sentinel_backoff_seconds: Seconds = 900.0
+    sentinel_shutdown_timeout_seconds: PositiveSeconds = 60.0
+    sentinel_old_checkpoint_days: int = Field(default=7, ge=1, le=3650)
+    # Apprise URLs (several separated by spaces or commas); unset: alerts go to the log only.
+    alert_urls: SecretStr | None = None
 
     @field_validator("checkpoint_schedule")
     @classmethod

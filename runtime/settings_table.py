@@ -57,6 +57,22 @@ MEANING: dict[str, tuple[str, str | None]] = {
         "the service stores it as the `bootstrap` token at start",
         "unset",
     ),
+    "sentinel_hub_url": ("sentinel: the Hub's base URL (it GETs URL/readyz); `--hub-url` overrides", "unset"),
+    "sentinel_critical_probes": ("sentinel: consecutive critical probes (K) before the ladder runs", None),
+    "sentinel_probe_interval_seconds": (
+        "sentinel: seconds between readiness probes (`--probe-interval`)",
+        None,
+    ),
+    "sentinel_probe_timeout_seconds": ("sentinel: how long one `/readyz` probe waits for an answer", None),
+    "sentinel_gate_timeout_seconds": (
+        "sentinel: a rung's health gate, healthy within (`--gate-timeout`)",
+        None,
+    ),
+    "sentinel_max_runs_per_day": ("sentinel: automatic ladder runs allowed per 24 h", None),
+    "sentinel_backoff_seconds": ("sentinel: wait after a run before the next, doubled per run in 24 h", None),
+    "sentinel_shutdown_timeout_seconds": ("sentinel: rung 1's ACPI shutdown wait before the stop", None),
+    "sentinel_old_checkpoint_days": ("sentinel: rung 3's checkpoint is blessed and at least this old", None),
+    "alert_urls": ("Apprise URLs for recovery alerts (ntfy, mailto, Slack, a webhook...)", "unset: log only"),
     "lock_wait_seconds": ("how long a second operation on a VM waits for its lock", None),
     "task_timeout_seconds": (
         "bound on waiting for one Proxmox task (a slower one is left to reconcile)",

@@ -30,6 +30,9 @@ MISSING = re.compile(r"does not exist|no such (vm|snapshot|task)|not found", re.
 CONFLICT = re.compile(
     r"VM \d+ (?:not running|already running|is running)|config file already exists|already exists on node"
     r"|is paused - cannot"
+    # A config write whose ``digest`` no longer matches (qemu-server src/PVE/API2/Qemu.pm
+    # update_vm_api: "checksum mismatch (file change by other user?)"): someone else wrote first.
+    r"|checksum mismatch"
 )
 # A task that found no config file: the VM is gone (a destroy that raced another one).
 _CONFIG_MISSING = re.compile(r"Configuration file '[^']+' does not exist")

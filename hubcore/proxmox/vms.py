@@ -185,6 +185,16 @@ class VmOperations:
             return
         self._task(vm, lambda: self._qemu(vm).config.post(**changes), timeout=timeout)
 
+    def set_vm_config_checked(self, vm: VmRef, *, digest: str, **changes: str | int) -> None:
+        """Set config keys only if the config is still the one read with ``digest`` (compare-and-set).
+
+        The synchronous ``PUT .../config``: qemu-server ``src/PVE/API2/Qemu.pm`` update_vm_api loads the
+        config under ``lock_config`` and dies "checksum mismatch (file change by other user?)" when
+        the digest differs, so of two writers that read the same config exactly one succeeds; the
+        other gets ProxmoxConflict (not retried: its premise is stale, it must read again).
+        """
+        self._retrying(lambda: self._qemu(vm).config.put(digest=digest, **changes))
+
     # ------------------------------------------------------------- snapshots
 
     def rollback(self, vm: VmRef, name: str, *, start: bool = False, timeout: float) -> TaskResult:

@@ -168,6 +168,31 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
+class RecoveryEvent(Base):
+    """A sentinel's journal entry, imported from the Hub VM's description (runtime/sentinel/hub_import.py):
+    what happened to the Hub from outside, including after the checkpoint its database came from."""
+
+    __tablename__ = "hub_recovery_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    vm_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    checkpoint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    detail: Mapped[str] = mapped_column(Text, nullable=False)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "at": _iso(self.at),
+            "kind": self.kind,
+            "checkpoint": self.checkpoint,
+            "outcome": self.outcome,
+            "detail": self.detail,
+        }
+
+
 def new_uuid() -> str:
     return str(uuidlib.uuid4())
 

@@ -31,6 +31,7 @@ from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.checkpoints.service import CheckpointService
 from runtime.lab import machines_act
 from runtime.lab.processes import Simulator, child_options, start_simulator
+from runtime.lab.recovery_act import recovery_act
 from runtime.settings import Environment, Settings
 from runtime.wiring import Services
 
@@ -302,6 +303,7 @@ def run(*, once: bool, root: Path, console: Console, port: int = 0, api_port: in
         lab.step("6. health again")
         lab.health()
         machines_act.run(lab)
+        recovery_act(lab)
         if once:
             console.print("[bold green]lab walk-through complete[/]")
             return 0

@@ -39,6 +39,11 @@ def test_lab_once_walks_through_and_cleans_up(tmp_path: Path) -> None:
     assert "left 'creating'" in out and "database and Proxmox agree again" in out
     assert "POST /api/v1/checkpoints -> 202" in out and "job succeeded" in out
     assert "simulator stopped" in out and "API stopped" in out
+    # The recovery act: the ladder walked visibly, a quarantine, healthy, the journal imported.
+    assert "7. recovery" in out
+    assert "rung 0: snapshot of the broken state" in out and "rung 1: restart" in out
+    assert "quarantined: hub-" in out and "recovered" in out
+    assert "journal event(s) from the VM's notes" in out
     # Every process the lab started is gone: nothing is still running with the lab's state dir.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path / "lab") not in ps
