@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     proxmox_insecure: bool = False
     node: str | None = None
     vmid: int | None = Field(default=None, ge=100, le=999_999_999)
+    # The Proxmox pool the Hub's machines live in (hubinfra makes one per hub). A VM is one of the
+    # Hub's machines only when it carries the ``hub-machine`` tag AND sits in this pool; unset, the
+    # Hub owns no machine VM (only its own, HUB_VMID) and fleet operations select nothing else.
+    # Pool ids as pve-access-control PVE/AccessControl.pm (verify_poolname) accepts them.
+    pool: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     config_file: Path | None = None
     # Where cross-process file locks live when Redis is not configured (default: the temp dir).
     lock_dir: Path | None = None

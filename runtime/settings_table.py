@@ -35,6 +35,11 @@ MEANING: dict[str, tuple[str, str | None]] = {
         "unset",
     ),
     "vmid": ("the id of the Hub VM (checkpoints are of it unless `--vmid` says otherwise)", "required"),
+    "pool": (
+        "the Proxmox pool of the Hub's machines: a VM there tagged `hub-machine` is the Hub's"
+        " (fleet checkpoints, reconcile)",
+        "unset: the Hub owns no machine VM",
+    ),
     "config_file": (
         "YAML/JSON file with these settings (cloud-init writes it); the environment wins",
         "unset",
