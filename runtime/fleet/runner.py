@@ -106,6 +106,8 @@ class FleetRunner:
             settings=services.settings,
             db=services.ready_db(),
             locks=services.locks,
+            # Through services.proxmox: the identity check (runtime.identity) runs once, here,
+            # before any worker's own client exists.
             vms=services.vms,
             client=client,
             actor=actor,
