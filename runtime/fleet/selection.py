@@ -53,7 +53,8 @@ def select(
 
 
 def owned_vms(vms: list[VmResource], *, settings: Settings) -> list[VmResource]:
-    return [vm for vm in vms if owned(vm, hub_vmid=settings.vmid, pool=settings.pool)]
+    """The owned VMs that can have checkpoints: templates cannot be snapshotted, so are left out."""
+    return [vm for vm in vms if not vm.template and owned(vm, hub_vmid=settings.vmid, pool=settings.pool)]
 
 
 def targets(locator: VmLocator, selector: Selector, *, settings: Settings) -> list[Target]:
