@@ -110,11 +110,6 @@ def reconcile(
     changes = sum(len(r.changes) for r in reports)
     lines.append(f"reconciled {len(reports)} of {len(done.vmids)} VM(s): {changes} change(s)")
     lines += [f"  VM {f['vm_id']}: {f['error']}" for f in failed]
-    if done.absent:
-        lines.append(
-            f"  not in the cluster (destroyed, or hidden from the Hub's token), rows left as they are: "
-            f"{', '.join(map(str, done.absent))}"
-        )
     output.emit(done.to_public(), "\n".join(lines))
     if failed and not reports:
         raise typer.Exit(1)  # nothing could be done (each failure is said above)

@@ -9,8 +9,9 @@ with ``--vmid`` of a VM that is not a machine is still the Hub's to settle).
 What it costs: ONE cluster listing (``/cluster/resources``) names and locates them all, then each
 VM gets what ``Reconciler.run`` reads (its snapshot list, and more only when a row needs settling).
 The count of Proxmox requests grows with the VMs, not the checkpoint rows. A VM with rows that the
-listing does not show (destroyed, or no longer visible to the token) is reported as absent without
-any further request: asking for it by id would only cost one more listing each.
+listing does not show (destroyed, or no longer visible to the token) is reported in ``failed``, as
+a single reconcile of it would be, but without any further request: asking for it by id would only
+cost one more listing each.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.reconcile import Reconciler, ReconcileReport
 from runtime.fleet import selection
+from runtime.vms import UnknownVmError
 
 if TYPE_CHECKING:
     from runtime.wiring import Services
@@ -31,14 +33,9 @@ class OwnedReconcile:
     vmids: list[int]  # every VM visited
     reports: list[ReconcileReport] = field(default_factory=lambda: list[ReconcileReport]())
     failed: list[dict[str, Any]] = field(default_factory=lambda: list[dict[str, Any]]())
-    absent: list[int] = field(default_factory=lambda: list[int]())  # rows, but not in the cluster
 
     def to_public(self) -> dict[str, Any]:
-        return {
-            "vms": [r.to_public() for r in self.reports],
-            "failed": self.failed,
-            "absent": self.absent,
-        }
+        return {"vms": [r.to_public() for r in self.reports], "failed": self.failed}
 
 
 def owned_vmids(services: Services) -> tuple[list[int], list[int]]:
@@ -58,4 +55,5 @@ def reconcile_owned(services: Services, *, actor: str) -> OwnedReconcile:
     """Reconcile each owned VM on its own (one VM's trouble never stops the rest)."""
     vmids, absent = owned_vmids(services)
     reports, failed = Reconciler.build(services, actor=actor).run_many(vmids)
-    return OwnedReconcile(vmids=vmids, reports=reports, failed=failed, absent=absent)
+    failed += [{"vm_id": vmid, "error": str(UnknownVmError(vmid))} for vmid in absent]
+    return OwnedReconcile(vmids=sorted([*vmids, *absent]), reports=reports, failed=failed)

@@ -43,9 +43,7 @@ def build(pve: Any, *, storage: str = "local-lvm") -> None:
         _vm(pve, vmid, storage=storage, **spec)
 
 
-def _vm(
-    pve: Any, vmid: int, *, pool: str | None, tags: str, storage: str, template: bool = False
-) -> None:
+def _vm(pve: Any, vmid: int, *, pool: str | None, tags: str, storage: str, template: bool = False) -> None:
     pve.add_vm(
         vmid,
         f"vm-{vmid}",

@@ -30,7 +30,9 @@ def fleet_service(
 def test_fleet_checkpoint_is_a_job_with_per_vm_results(fleet_service: Service, fleet: Any) -> None:
     svc = fleet_service
     fleet.vm(203).config["scsi0"] = "local:203/vm-203-disk-0.raw,size=8G"  # cannot snapshot
-    answer = svc.post("/api/v1/fleet/checkpoints", {"project": "alpha", "max_parallel": 3, "label": "nightly"})
+    answer = svc.post(
+        "/api/v1/fleet/checkpoints", {"project": "alpha", "max_parallel": 3, "label": "nightly"}
+    )
     assert answer.status_code == 202, answer.text
     job = answer.json()
     assert job["kind"] == "fleet.checkpoint" and answer.headers["Location"] == f"/api/v1/jobs/{job['id']}"

@@ -104,7 +104,9 @@ def test_failures_and_locks_never_stop_the_rest(fleet_env: HubEnv, fleet: Any, t
     holder.start()
     assert held.wait(10)
     try:
-        code, doc = run_json(fleet_env, "--project", "alpha", "--max-parallel", "2", HUB_LOCK_WAIT_SECONDS="1")
+        code, doc = run_json(
+            fleet_env, "--project", "alpha", "--max-parallel", "2", HUB_LOCK_WAIT_SECONDS="1"
+        )
     finally:
         release.set()
         holder.join()
