@@ -197,7 +197,7 @@ def _submit_scheduled(queue: JobQueue) -> None:
 
 def _reconcile_once(services: Services, *, say: Callable[[str], None] | None = None) -> None:
     """Reconcile every VM the Hub owns, each on its own (runtime.fleet.reconcile)."""
-    done = reconcile_owned(services, actor="service")
+    done = reconcile_owned(services, actor="service", audit_steady=False)
     for failure in done.failed:
         log.warning("%s", failure["error"])
         if say is not None:

@@ -51,9 +51,10 @@ def owned_vmids(services: Services) -> tuple[list[int], list[int]]:
     return sorted(v for v in wanted if v in present or v in hub), sorted(v for v in wanted - present - hub)
 
 
-def reconcile_owned(services: Services, *, actor: str) -> OwnedReconcile:
-    """Reconcile each owned VM on its own (one VM's trouble never stops the rest)."""
+def reconcile_owned(services: Services, *, actor: str, audit_steady: bool = True) -> OwnedReconcile:
+    """Reconcile each owned VM on its own (one VM's trouble never stops the rest). The service's
+    periodic run passes ``audit_steady=False``: a VM where nothing needed doing is not audited."""
     vmids, absent = owned_vmids(services)
-    reports, failed = Reconciler.build(services, actor=actor).run_many(vmids)
+    reports, failed = Reconciler.build(services, actor=actor).run_many(vmids, audit_steady=audit_steady)
     failed += [{"vm_id": vmid, "error": str(UnknownVmError(vmid))} for vmid in absent]
     return OwnedReconcile(vmids=sorted([*vmids, *absent]), reports=reports, failed=failed)

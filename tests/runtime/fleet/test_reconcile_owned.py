@@ -111,3 +111,26 @@ def test_requests_grow_with_vms_not_rows(fleet_env: HubEnv, fleet: Any) -> None:
     many_rows = requests_for_one_run()
     # One cluster listing, then one snapshot list per owned VM: nothing per row.
     assert few_rows == many_rows == 1 + len(owned)
+
+
+def test_the_periodic_reconcile_audits_what_changed_not_every_quiet_vm(fleet_env: HubEnv, fleet: Any) -> None:
+    from sqlalchemy import select
+
+    from runtime.db import AuditEntry
+
+    services = fleet_env.services()
+
+    def reconcile_audits() -> list[str]:
+        with services.ready_db().session() as s:
+            return [e.target for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile"))]
+
+    reconcile_owned(services, actor="service", audit_steady=False)  # steady: nothing to say
+    assert reconcile_audits() == []
+    orphan = cluster.hub_snapshot(fleet, 206)
+    reconcile_owned(services, actor="service", audit_steady=False)
+    assert reconcile_audits() == ["vm/206"]  # the one VM where something happened
+    with services.ready_db().session() as s:
+        imported = s.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile.import")).all()
+    assert [e.target for e in imported] == [orphan]
+    reconcile_owned(services, actor="hubctl")  # an operator's run is audited for every VM
+    assert len(reconcile_audits()) == 1 + 1 + len(cluster.MACHINES)
