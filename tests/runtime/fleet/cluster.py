@@ -18,11 +18,12 @@ NODES = ("pve1", "pve2", "pve3")
 ALPHA = (201, 202, 203, 204, 205, 206)
 BETA = (301, 302, 303)
 GPU = (202, 301)  # machines that also carry the tag "gpu"
-FOREIGN = {
-    401: dict(pool=POOL, tags="hub-project-alpha;gpu"),  # in our pool, but not tagged hub-machine
-    402: dict(pool="other-hub", tags="hub-machine;hub-project-alpha;gpu"),  # another hub's machine
-    403: dict(pool=None, tags="hub-machine;hub-project-alpha"),  # tagged, but outside any pool
-    404: dict(pool=POOL, tags="hub-machine;hub-project-alpha", template=True),  # a template: never
+# vmid: (pool, tags, template)
+FOREIGN: dict[int, tuple[str | None, str, bool]] = {
+    401: (POOL, "hub-project-alpha;gpu", False),  # in our pool, but not tagged hub-machine
+    402: ("other-hub", "hub-machine;hub-project-alpha;gpu", False),  # another hub's machine
+    403: (None, "hub-machine;hub-project-alpha", False),  # tagged, but outside any pool
+    404: (POOL, "hub-machine;hub-project-alpha", True),  # a template: never checkpointed
 }
 MACHINES = ALPHA + BETA
 
@@ -39,8 +40,8 @@ def build(pve: Any, *, storage: str = "local-lvm") -> None:
         project = "alpha" if vmid in ALPHA else "beta"
         tags = f"hub-machine;hub-project-{project}" + (";gpu" if vmid in GPU else "")
         _vm(pve, vmid, pool=POOL, tags=tags, storage=storage)
-    for vmid, spec in FOREIGN.items():
-        _vm(pve, vmid, storage=storage, **spec)
+    for vmid, (pool, tags, template) in FOREIGN.items():
+        _vm(pve, vmid, pool=pool, tags=tags, storage=storage, template=template)
 
 
 def _vm(pve: Any, vmid: int, *, pool: str | None, tags: str, storage: str, template: bool = False) -> None:

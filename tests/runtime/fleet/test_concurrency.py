@@ -58,9 +58,12 @@ def slow_fleet(fleet: Any) -> Any:
 def runner(env: HubEnv, pve: Any, cafile: str) -> FleetRunner:
     services = env.services()
 
+    def scaled_sleep(seconds: float) -> None:
+        time.sleep(seconds * SCALE)
+
     def client() -> Any:
         # The client's task polling on the fake's time scale, as the fake's tasks are.
-        return fake_pve_client(pve, cafile, sleep=lambda s: time.sleep(s * SCALE))
+        return fake_pve_client(pve, cafile, sleep=scaled_sleep)
 
     # A locator whose clock stands still: the one listing serves the whole run, so the count of
     # cluster reads below does not depend on how long a loaded machine takes.

@@ -20,7 +20,7 @@ from tests.support.hubenv import HUB_VMID, HubEnv
 def add_rows(pve: Any, services: Services, vmid: int, count: int) -> None:
     """``count`` completed checkpoints of the VM, in the database and on Proxmox alike (steady state)."""
     base = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(days=len(pve.vm(vmid).snapshots))
-    rows = []
+    rows: list[Checkpoint] = []
     for i in range(count):
         uuid, created = new_uuid(), base + timedelta(minutes=i)
         name = naming.snapname_for(uuid)
@@ -122,7 +122,9 @@ def test_the_periodic_reconcile_audits_what_changed_not_every_quiet_vm(fleet_env
 
     def reconcile_audits() -> list[str]:
         with services.ready_db().session() as s:
-            return [e.target for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile"))]
+            return [
+                str(e.target) for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile"))
+            ]
 
     reconcile_owned(services, actor="service", audit_steady=False)  # steady: nothing to say
     assert reconcile_audits() == []
