@@ -92,6 +92,18 @@ DOMAINS: tuple[Domain, ...] = (
             ),
         ),
     ),
+    Domain(
+        "fleet",
+        jobs="runtime.fleet.jobs",
+        routers=("runtime.api.fleet:router",),
+        commands=(
+            Command(
+                "fleet",
+                "runtime.cli.fleet:app",
+                "Many of the Hub's VMs at once (checkpoint a project, a tag, or every owned VM).",
+            ),
+        ),
+    ),
 )
 
 

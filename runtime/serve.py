@@ -24,11 +24,10 @@ import uvicorn
 from runtime import domains, logs
 from runtime.api.app import create_app
 from runtime.audit import scrub
-from runtime.checkpoints.queries import CheckpointQueries
-from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.db import Database
 from runtime.errors import DatabaseError, HubError, OperationError
+from runtime.fleet.reconcile import reconcile_owned
 from runtime.jobs.queue import JobQueue
 from runtime.leases import DbLease
 from runtime.machines.cluster_sync import sync_machines
@@ -198,18 +197,14 @@ def _submit_scheduled(queue: JobQueue) -> None:
 
 
 def _reconcile_once(services: Services, *, say: Callable[[str], None] | None = None) -> None:
-    """Reconcile the Hub VM and every VM with a checkpoint left unsettled (each on its own)."""
+    """Reconcile every VM the Hub owns, each on its own (runtime.fleet.reconcile)."""
     _import_journal(services)
-    vmids = {services.settings.hub_vmid(), *CheckpointQueries(services.ready_db()).vms_with_unsettled_rows()}
-    reconciler = Reconciler.build(services, actor="service")
-    for vmid in sorted(vmids):
-        try:
-            report = reconciler.run(vmid=vmid)
-        except HubError as exc:
-            log.warning("%s", exc)
-            if say is not None:
-                say(str(exc))
-            continue
+    done = reconcile_owned(services, actor="service", audit_steady=False)
+    for failure in done.failed:
+        log.warning("%s", failure["error"])
+        if say is not None:
+            say(str(failure["error"]))
+    for report in done.reports:
         message = f"reconciled VM {report.vm_id}: {len(report.changes)} change(s)"
         if report.unsettled:
             message += f", {len(report.unsettled)} left for the next run"

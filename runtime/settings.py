@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     proxmox_insecure: bool = False
     node: str | None = None
     vmid: int | None = Field(default=None, ge=100, le=999_999_999)
+    # The Proxmox pool the Hub's machines live in (hubinfra makes one per hub). A VM is one of the
+    # Hub's machines only when it carries the ``hub-machine`` tag AND sits in this pool; unset, the
+    # Hub owns no machine VM (only its own, HUB_VMID) and fleet operations select nothing else.
+    # Pool ids as pve-access-control PVE/AccessControl.pm (verify_poolname) accepts them.
+    pool: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     config_file: Path | None = None
     # Where cross-process file locks live when Redis is not configured (default: the temp dir).
     lock_dir: Path | None = None
@@ -159,9 +164,8 @@ class Settings(BaseSettings):
     # --show-secrets apiToken`); the service stores it at start with TokenStore.ensure. Never the token.
     api_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
-    # Task machines (runtime/machines, docs/machines.md). The pool, template and networks are what
-    # hubinfra creates for this Hub; unset, machine commands refuse with one line naming the setting.
-    pool: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    # Task machines (runtime/machines, docs/machines.md; the pool is ``pool`` above). The template and
+    # networks are what hubinfra creates for this Hub; unset, machine commands refuse with one line.
     task_template_vmid: int | None = Field(default=None, ge=100, le=999_999_999)
     # Comma-separated vnets (or bridges) a machine's NIC may use; the first is the default.
     task_networks: str | None = None

@@ -35,6 +35,11 @@ MEANING: dict[str, tuple[str, str | None]] = {
         "unset",
     ),
     "vmid": ("the id of the Hub VM (checkpoints are of it unless `--vmid` says otherwise)", "required"),
+    "pool": (
+        "the Proxmox pool of the Hub's task machines (hubinfra writes it): a VM there tagged"
+        " `hub-machine` is the Hub's (machines, fleet checkpoints, reconcile)",
+        "unset: the Hub owns no machine VM; machine commands refuse",
+    ),
     "config_file": (
         "YAML/JSON file with these settings (cloud-init writes it); the environment wins",
         "unset",
@@ -106,7 +111,6 @@ MEANING: dict[str, tuple[str, str | None]] = {
     "hub_label": ("a domain hub's label (written by hubinfra)", "unset"),
     "experiment": ("an experimental hub's name (written by hubinfra)", "unset"),
     "params": ("JSON object of the hub's parameters (written by hubinfra)", "`{}`"),
-    "pool": ("the Proxmox pool task machines live in (hubinfra writes it)", "required for machines"),
     "task_template_vmid": ("the template task machines are cloned from", "required for machines"),
     "task_networks": (
         "comma-separated vnets (or bridges) for task machine NICs; the first is the default",

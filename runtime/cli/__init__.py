@@ -82,31 +82,35 @@ def _root(
 def reconcile(
     vmid: VmidOption = None,
     all_vms: Annotated[
-        bool, typer.Option("--all", help="Every VM the Hub has checkpoints of, in this one process.")
+        bool,
+        typer.Option(
+            "--all",
+            help="Every VM the Hub owns (its own, its machines tagged hub-machine in HUB_POOL) and every"
+            " VM it has checkpoints of, in this one process.",
+        ),
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Make the database and Proxmox agree about the VM's checkpoints; report what changed."""
-    from runtime.checkpoints.queries import CheckpointQueries
     from runtime.checkpoints.reconcile import Reconciler
 
     output.set_json(json_output)
     if all_vms and vmid is not None:
         raise UsageError("--all and --vmid: give one or the other")
     services = services_from_settings()
-    reconciler = Reconciler.build(services, actor="hubctl")
     if not all_vms:
-        report = reconciler.run(vmid=vmid).to_public()
+        report = Reconciler.build(services, actor="hubctl").run(vmid=vmid).to_public()
         output.emit(report, "\n".join(_report_lines(report)))
         return
-    vmids = sorted({services.settings.hub_vmid(), *CheckpointQueries(services.ready_db()).vms_with_rows()})
-    reports, failed = reconciler.run_many(vmids)
-    doc = {"vms": [r.to_public() for r in reports], "failed": failed}
+    from runtime.fleet.reconcile import reconcile_owned
+
+    done = reconcile_owned(services, actor="hubctl")
+    reports, failed = done.reports, done.failed
     lines = [line for r in reports for line in _report_lines(r.to_public()) if r.changes or r.unsettled]
     changes = sum(len(r.changes) for r in reports)
-    lines.append(f"reconciled {len(reports)} of {len(vmids)} VM(s): {changes} change(s)")
+    lines.append(f"reconciled {len(reports)} of {len(done.vmids)} VM(s): {changes} change(s)")
     lines += [f"  VM {f['vm_id']}: {f['error']}" for f in failed]
-    output.emit(doc, "\n".join(lines))
+    output.emit(done.to_public(), "\n".join(lines))
     if failed and not reports:
         raise typer.Exit(1)  # nothing could be done (each failure is said above)
 

@@ -54,7 +54,7 @@ def test_help_lists_every_command_and_imports_none_of_the_heavy_parts() -> None:
     assert not top & set(HEAVY), top & set(HEAVY)
 
 
-@pytest.mark.parametrize("noun", ["checkpoint", "db", "token"])
+@pytest.mark.parametrize("noun", ["checkpoint", "db", "token", "fleet"])
 def test_a_sub_app_help_loads_neither_the_api_nor_proxmox_nor_the_infra(noun: str) -> None:
     code, out, top = _loaded(noun, "--help")
     assert code == 0 and "Usage" in out
