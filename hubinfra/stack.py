@@ -189,7 +189,7 @@ class HubStack(pulumi.ComponentResource):
             token=self.grant.token,
             bridge=mgmt.vnet,
             deploy_files=deploy_files,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.network.ready),
         )
         self.network.vm_firewall(
             f"{name}-hub",
@@ -223,7 +223,7 @@ class HubStack(pulumi.ComponentResource):
                 network=self.network,
                 deploy_files=deploy_files,
                 api_token=bootstrap_token(seed, f"{config.hub_vm.name}-{d.name}"),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.network.ready),
             )
             for d in config.domain_hubs
         }
