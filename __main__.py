@@ -5,7 +5,11 @@ import sys
 import pulumi
 
 from hubinfra.config import ConfigError
+from hubinfra.evaluation import tune_gc_for_evaluation
 from hubinfra.stack import EXIT_ERROR_REPORTED, HubStack, read_stack_config
+
+# One short evaluation per process: see hubinfra/evaluation.py (linear growth with the hub count).
+tune_gc_for_evaluation()
 
 try:
     config = read_stack_config()

@@ -114,7 +114,9 @@ class ExperimentalHub(pulumi.ComponentResource):
             bridge=net.vnet,
             # Never started by this resource (there is no `started` to drift): CloneCloudInit starts
             # it once its own cloud-init is attached. Replaced by deleting first: same vmid.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[grant, *network.ready], delete_before_replace=True),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[grant, *network.ready], delete_before_replace=True
+            ),
         )
         firewall = network.vm_firewall(
             name,

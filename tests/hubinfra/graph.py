@@ -92,7 +92,9 @@ def closure(graph: Mapping[str, Mapping[str, Any]], start: str) -> set[str]:
     return seen
 
 
-def missing_orderings(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def missing_orderings(
+    old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
     """Old direct dependencies that the new graph no longer enforces, as `resource -> dependency`."""
     return [
         f"{key} -> {dep}"
