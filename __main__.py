@@ -35,6 +35,11 @@ pulumi.export("token", stack.grant.token)
 # The Hub API's first token (hub:apiTokenSeed): `pulumi stack output --show-secrets apiToken`.
 if stack.api_token is not None:
     pulumi.export("apiToken", stack.api_token)
+# The sentinel's token (hub:sentinel.enabled): its id and secret, both secret outputs, for a sentinel
+# run on an operator's machine or a peer hub: `pulumi stack output --show-secrets sentinelToken`.
+if stack.sentinel is not None:
+    pulumi.export("sentinelTokenId", stack.sentinel.token_id)
+    pulumi.export("sentinelToken", stack.sentinel.token)
 pulumi.export(
     "network",
     {

@@ -270,8 +270,14 @@ def user_data_document(
     return document
 
 
+def yaml_dump(value: Any, *, width: int | None = None) -> str:
+    """`yaml.safe_dump` in insertion order: the one way hubinfra writes YAML for a VM."""
+    text: str = yaml.safe_dump(value, sort_keys=False, width=width)
+    return text
+
+
 def _dump(value: Any) -> str:
-    return yaml.safe_dump(value, sort_keys=False, width=1000)
+    return yaml_dump(value, width=1000)
 
 
 # The parts every Hub VM of a stack shares (the deploy files, the first-boot script, the CA bundle) are

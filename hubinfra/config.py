@@ -309,6 +309,41 @@ class DomainHub(Sizing):
     params: dict[str, ParamValue] = Field(default_factory=lambda: dict[str, ParamValue]())
 
 
+class SentinelVmConfig(_Model):
+    """A small VM, cloned from the template, that runs `hubctl sentinel watch` (issue 10)."""
+
+    vm_id: VmId
+    name: HubName | None = Field(default=None, description="defaults to <hubVm.name>-sentinel")
+    cores: Annotated[int, Field(ge=1)] = 1
+    memory_mib: Annotated[int, Field(ge=512)] = 1024
+    disk_gb: Annotated[int, Field(ge=8)] = 10
+    ipv4_address: str = Field(default="dhcp", description="CIDR on the management vnet, or dhcp")
+    hub_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = Field(
+        default=None,
+        description="the Hub's base URL the sentinel probes; defaults to https://<hubVm.ipv4Address>",
+    )
+
+    @field_validator("ipv4_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value != "dhcp":
+            ipaddress.IPv4Interface(value)
+        return value
+
+
+class SentinelConfig(_Model):
+    """The sentinel's own Proxmox access on the Hub VM, and optionally a VM to run it in."""
+
+    enabled: bool = False
+    vm: SentinelVmConfig | None = None
+
+    @model_validator(mode="after")
+    def _vm_needs_enabled(self) -> Self:
+        if self.vm is not None and not self.enabled:
+            raise _KeyError("sentinel.enabled", "must be true when hub:sentinel.vm is set")
+        return self
+
+
 class StackConfig(_Model):
     environment: StackEnvironment
     proxmox: ProxmoxEndpoint
@@ -329,6 +364,7 @@ class StackConfig(_Model):
     runtime: RuntimeConfig
     experiments: list[Experiment] = Field(default_factory=lambda: list[Experiment]())
     domain_hubs: list[DomainHub] = Field(default_factory=lambda: list[DomainHub]())
+    sentinel: SentinelConfig = SentinelConfig()
 
     @model_validator(mode="after")
     def _environment_rules(self) -> Self:
@@ -365,7 +401,27 @@ class StackConfig(_Model):
             if item.vm_id in vm_ids:
                 raise _KeyError(f"{where}.vmId", f"{item.vm_id} is already used by {vm_ids[item.vm_id]}")
             vm_ids[item.vm_id] = f"{where}.vmId"
+        sentinel_vm = self.sentinel.vm
+        if sentinel_vm is not None and sentinel_vm.vm_id in vm_ids:
+            raise _KeyError(
+                "sentinel.vm.vmId", f"{sentinel_vm.vm_id} is already used by {vm_ids[sentinel_vm.vm_id]}"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _sentinel_knows_the_hub(self) -> Self:
+        vm = self.sentinel.vm
+        if vm is not None and vm.hub_url is None and self.hub_vm.ipv4_address == "dhcp":
+            raise _KeyError(
+                "sentinel.vm.hubUrl",
+                "required when hub:hubVm.ipv4Address is dhcp: the URL the sentinel probes (https://...)",
+            )
+        return self
+
+    @property
+    def sentinel_vm_name(self) -> str:
+        vm = self.sentinel.vm
+        return (vm.name if vm is not None and vm.name else None) or f"{self.hub_vm.name}-sentinel"
 
     @model_validator(mode="after")
     def _experiments_reach_the_api(self) -> Self:

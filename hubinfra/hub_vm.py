@@ -73,8 +73,13 @@ class HubVmSpec:
     api_token_sha256: pulumi.Input[str] | None = None
 
 
-# VM inputs a later change must never turn into a replacement (see the module docstring).
-IGNORED_VM_CHANGES = ("clone", "vmId", "initialization.userDataFileId")
+# VM inputs a later change must never turn into a replacement (see the module docstring), and the
+# description: the sentinel keeps its lease and recovery journal there (issue 10). The bpg provider
+# reads `description` back from the VM's config on refresh and sends it on update when it differs
+# (terraform-provider-proxmox proxmoxtf/resource/vm/vm.go: mkDescription, set from
+# vmConfig.Description in the read, `d.HasChange(mkDescription)` in the update), so without this
+# every `pulumi up` would put the declared text back and erase them.
+IGNORED_VM_CHANGES = ("clone", "vmId", "initialization.userDataFileId", "description")
 
 
 class HubVm(pulumi.ComponentResource):

@@ -30,6 +30,8 @@ def demands(config: StackConfig) -> list[Demand]:
         Demand(e.name, e.cores or hub.cores, e.memory_mib or hub.memory_mib, hub.disk_gb)
         for e in config.experiments
     ]
+    if (sentinel := config.sentinel.vm) is not None:
+        out.append(Demand(config.sentinel_vm_name, sentinel.cores, sentinel.memory_mib, sentinel.disk_gb))
     return out
 
 

@@ -30,6 +30,7 @@ from hubinfra.hub_vm import HubVm, HubVmSpec
 from hubinfra.network import HubNetwork, isolated_nets
 from hubinfra.pve_objects import operator_props
 from hubinfra.quotas import check_quotas
+from hubinfra.sentinel import SentinelAccess, SentinelVm
 
 # The Python language host's "error already reported" exit code: with it the engine shows only the
 # program's own message; with any other non-zero code it adds a generic second error line.
@@ -201,6 +202,21 @@ class HubStack(pulumi.ComponentResource):
             parent=self,
             address=None if config.hub_vm.ipv4_address == "dhcp" else config.hub_vm.ipv4_address,
         )
+        # The sentinel (issue 10): its own token on the Hub VM only, and optionally a VM to run in.
+        self.sentinel = (
+            SentinelAccess(f"{name}-sentinel", config=config, protect=production, opts=child)
+            if config.sentinel.enabled
+            else None
+        )
+        if self.sentinel is not None and config.sentinel.vm is not None:
+            SentinelVm(
+                f"{name}-sentinel-host",
+                config=config,
+                vm=config.sentinel.vm,
+                token=self.sentinel.token,
+                network=self.network,
+                opts=child,
+            )
         self.experiments = {
             e.name: ExperimentalHub(
                 f"{name}-exp-{e.name}",
