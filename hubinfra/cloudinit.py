@@ -25,6 +25,7 @@ import yaml
 
 from hubcore.contract import Environment, HubType, check_hub_type
 from hubinfra.config import CheckpointPolicy, ParamValue
+from hubinfra.quotas import PoolLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -125,6 +126,12 @@ class RuntimeSettings:
     # The bootstrap API token's SHA-256: the runtime stores it (TokenStore.ensure) at start, so the
     # operator can call the API with the token from `pulumi stack output --show-secrets apiToken`.
     api_token_sha256: str | None = None
+    # Task machines (issue 11): the Hub's own pool, the template it clones them from, the vnets it
+    # attaches them to, and the most its pool may hold (hubinfra/quotas.py `pool_limits`).
+    pool: str | None = None
+    task_template_vmid: int | None = None
+    task_networks: tuple[str, ...] = ()
+    pool_limits: PoolLimits | None = None
 
     def __post_init__(self) -> None:
         check_hub_type(environment=Environment(self.environment), hub_type=HubType(self.hub_type))
@@ -163,6 +170,17 @@ class RuntimeSettings:
             doc["source_checkpoint"] = self.source_checkpoint
         if self.api_token_sha256 is not None:
             doc["api_token_sha256"] = self.api_token_sha256
+        if self.pool is not None:
+            doc["pool"] = self.pool
+        if self.task_template_vmid is not None:
+            doc["task_template_vmid"] = self.task_template_vmid
+        if self.task_networks:
+            doc["task_networks"] = list(self.task_networks)
+        if self.pool_limits is not None:
+            doc["pool_max_cores"] = self.pool_limits.cores
+            doc["pool_max_memory_mib"] = self.pool_limits.memory_mib
+            doc["pool_max_disk_gb"] = self.pool_limits.disk_gb
+            doc["pool_max_machines"] = self.pool_limits.machines
         return doc
 
     def render(self) -> str:

@@ -350,6 +350,11 @@ class StackConfig(_Model):
     node: Annotated[str, Field(min_length=1)]
     nodes: list[str] | None = Field(default=None, description="SDN zone nodes; defaults to [node]")
     template_vm_id: VmId
+    task_template_vm_id: VmId | None = Field(
+        default=None,
+        description="the template task machines are cloned from (HUB_TASK_TEMPLATE_VMID); it must be in "
+        "the Hub's pool with its NIC on a task vnet",
+    )
     datastore: Annotated[str, Field(min_length=1)]
     snippets_datastore: str = "local"
     user_id: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9._-]*@pve$")] = "hub@pve"
@@ -390,6 +395,10 @@ class StackConfig(_Model):
     def _unique_hubs(self) -> Self:
         names: dict[str, str] = {}
         vm_ids: dict[int, str] = {self.hub_vm.vm_id: "hubVm.vmId", self.template_vm_id: "templateVmId"}
+        if self.task_template_vm_id is not None:
+            if self.task_template_vm_id == self.hub_vm.vm_id:
+                raise _KeyError("taskTemplateVmId", f"{self.task_template_vm_id} is the Hub VM (hubVm.vmId)")
+            vm_ids.setdefault(self.task_template_vm_id, "taskTemplateVmId")
         items: list[tuple[str, Experiment | DomainHub]] = [
             *((f"experiments[{i}]", e) for i, e in enumerate(self.experiments)),
             *((f"domainHubs[{i}]", d) for i, d in enumerate(self.domain_hubs)),

@@ -181,6 +181,8 @@ class HubStack(pulumi.ComponentResource):
             ipv4_address=hub.ipv4_address,
             gateway=mgmt.gateway if hub.ipv4_address != "dhcp" else None,
             api_token_sha256=None if main_token is None else main_token.apply(lambda t: t.sha256),
+            pool=config.pool.id,
+            task_networks=tuple(self.network.task_vnets),
         )
         self.hub = HubVm(
             f"{name}-hub",
