@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from hubinfra.privileges import (
     sentinel_privileges,
 )
 from hubinfra.sentinel import SENTINEL_ENV_PATH, SENTINEL_UNIT
+from runtime.settings import load_settings
 from tests.hubinfra.harness import Run, run_program, token_secret_for
 
 ACL = "proxmoxve:index/acl:Acl"
@@ -153,3 +156,19 @@ def test_bad_sentinel_config_is_one_line_naming_the_key(
     assert run.exit_code == 32
     assert len(run.errors) == 1 and run.errors[0].startswith(key), run.errors
     assert run.resources == []
+
+
+def test_the_sentinel_vms_settings_load_in_the_runtime(
+    with_vm: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The settings file the sentinel VM gets is one the runtime accepts (extra="forbid"), naming the Hub VM.
+    snippet = with_vm.one(FILE, "sentinel-host-user-data")
+    files = {f["path"]: f for f in parse_user_data(snippet.inputs["sourceRaw"]["data"])["write_files"]}
+    for key in [k for k in os.environ if k.startswith("HUB_")]:
+        monkeypatch.delenv(key)
+    path = tmp_path / "hub.yaml"
+    path.write_text(files[SETTINGS_PATH]["content"])
+    monkeypatch.setenv("HUB_CONFIG_FILE", str(path))
+    settings = load_settings()
+    assert settings.vmid == HUB_VMID
+    assert settings.database_url.startswith("sqlite:")
