@@ -5,7 +5,11 @@ import sys
 import pulumi
 
 from hubinfra.config import ConfigError
+from hubinfra.evaluation import tune_gc_for_evaluation
 from hubinfra.stack import EXIT_ERROR_REPORTED, HubStack, read_stack_config
+
+# One short evaluation per process: see hubinfra/evaluation.py (linear growth with the hub count).
+tune_gc_for_evaluation()
 
 try:
     config = read_stack_config()
@@ -31,6 +35,11 @@ pulumi.export("token", stack.grant.token)
 # The Hub API's first token (hub:apiTokenSeed): `pulumi stack output --show-secrets apiToken`.
 if stack.api_token is not None:
     pulumi.export("apiToken", stack.api_token)
+# The sentinel's token (hub:sentinel.enabled): its id and secret, both secret outputs, for a sentinel
+# run on an operator's machine or a peer hub: `pulumi stack output --show-secrets sentinelToken`.
+if stack.sentinel is not None:
+    pulumi.export("sentinelTokenId", stack.sentinel.token_id)
+    pulumi.export("sentinelToken", stack.sentinel.token)
 pulumi.export(
     "network",
     {

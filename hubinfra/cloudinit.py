@@ -13,6 +13,7 @@ time, so the VM runs exactly what is reviewed in the repo; there is no second co
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ import yaml
 
 from hubcore.contract import Environment, HubType, check_hub_type
 from hubinfra.config import CheckpointPolicy, ParamValue
+from hubinfra.quotas import PoolLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -124,6 +126,12 @@ class RuntimeSettings:
     # The bootstrap API token's SHA-256: the runtime stores it (TokenStore.ensure) at start, so the
     # operator can call the API with the token from `pulumi stack output --show-secrets apiToken`.
     api_token_sha256: str | None = None
+    # Task machines (issue 11): the Hub's own pool, the template it clones them from, the vnets it
+    # attaches them to, and the most its pool may hold (hubinfra/quotas.py `pool_limits`).
+    pool: str | None = None
+    task_template_vmid: int | None = None
+    task_networks: tuple[str, ...] = ()
+    pool_limits: PoolLimits | None = None
 
     def __post_init__(self) -> None:
         check_hub_type(environment=Environment(self.environment), hub_type=HubType(self.hub_type))
@@ -162,10 +170,45 @@ class RuntimeSettings:
             doc["source_checkpoint"] = self.source_checkpoint
         if self.api_token_sha256 is not None:
             doc["api_token_sha256"] = self.api_token_sha256
+        if self.pool is not None:
+            doc["pool"] = self.pool
+        if self.task_template_vmid is not None:
+            doc["task_template_vmid"] = self.task_template_vmid
+        if self.task_networks:
+            doc["task_networks"] = list(self.task_networks)
+        if self.pool_limits is not None:
+            doc["pool_max_cores"] = self.pool_limits.cores
+            doc["pool_max_memory_mib"] = self.pool_limits.memory_mib
+            doc["pool_max_disk_gb"] = self.pool_limits.disk_gb
+            doc["pool_max_machines"] = self.pool_limits.machines
         return doc
 
     def render(self) -> str:
-        return yaml.safe_dump(self.as_dict(), sort_keys=False)
+        """`yaml.safe_dump(self.as_dict(), sort_keys=False)`, entry by entry.
+
+        Most entries are the same in every hub of a stack (URLs, node, schedule, retention), so each
+        top-level `key: scalar` entry is dumped once and reused; a top-level block-mapping entry is
+        emitted the same wherever it stands, so the concatenation is the one-shot dump
+        (tests/hubinfra/test_cloudinit_render.py). Nested values (params) are dumped each time.
+        """
+        return "".join(
+            _scalar_entry(key, value) if _is_scalar(value) else _dump_settings({key: value})
+            for key, value in self.as_dict().items()
+        )
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _dump_settings(value: Any) -> str:
+    return yaml.safe_dump(value, sort_keys=False)
+
+
+# typed: 1 and True are equal keys to an untyped cache, and dump as `1` and `true`.
+@functools.lru_cache(maxsize=4096, typed=True)
+def _scalar_entry(key: str, value: str | int | float | bool | None) -> str:
+    return _dump_settings({key: value})
 
 
 def snippet_file_name(vm_name: str, kind: str, content: str) -> str:
@@ -191,6 +234,89 @@ def read_deploy_files(deploy_dir: Path = DEPLOY_DIR) -> dict[str, str]:
     return {target: (repo / source).read_text() for source, target in DEPLOY_FILES.items()}
 
 
+PACKAGES = ("qemu-guest-agent", "docker.io", "docker-compose-v2", "git", "openssl")
+
+
+def _file_entry(path: str, permissions: str, content: str) -> dict[str, Any]:
+    return {"path": path, "permissions": permissions, "owner": "root:root", "content": content}
+
+
+def _deploy_entries(deploy_files: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [
+        _file_entry(path, "0755" if path in EXECUTABLE_FILES else "0644", content)
+        for path, content in sorted(deploy_files.items())
+    ]
+
+
+def _firstboot_entry(repo_url: str, ref: str) -> dict[str, Any]:
+    script = _FIRSTBOOT.format(etc=ETC_DIR, src=SOURCE_DIR, repo=_sh_quote(repo_url), ref=_sh_quote(ref))
+    return _file_entry("/usr/local/sbin/hub-firstboot", "0755", script)
+
+
+def user_data_document(
+    *,
+    hostname: str,
+    settings: RuntimeSettings,
+    repo_url: str,
+    ref: str,
+    ssh_keys: list[str],
+    deploy_files: Mapping[str, str],
+    ca_bundle_pem: str | None = None,
+) -> dict[str, Any]:
+    """What the `#cloud-config` says: packages, the settings file, the deploy files, first boot.
+
+    `render_user_data` writes exactly `yaml.safe_dump` of it (tests/hubinfra/test_cloudinit_render.py).
+    """
+    files = [
+        _file_entry(SETTINGS_PATH, "0600", settings.render()),
+        *_deploy_entries(deploy_files),
+        _firstboot_entry(repo_url, ref),
+    ]
+    if ca_bundle_pem is not None:
+        files.append(_file_entry(CA_BUNDLE_PATH, "0644", ca_bundle_pem))
+    document: dict[str, Any] = {
+        "hostname": hostname,
+        "manage_etc_hosts": True,
+        "timezone": "UTC",
+        "package_update": True,
+        "packages": list(PACKAGES),
+        "write_files": files,
+        "runcmd": [["/usr/local/sbin/hub-firstboot"]],
+    }
+    if ssh_keys:
+        document["ssh_authorized_keys"] = list(ssh_keys)
+    return document
+
+
+def yaml_dump(value: Any, *, width: int | None = None) -> str:
+    """`yaml.safe_dump` in insertion order: the one way hubinfra writes YAML for a VM."""
+    text: str = yaml.safe_dump(value, sort_keys=False, width=width)
+    return text
+
+
+def _dump(value: Any) -> str:
+    return yaml_dump(value, width=1000)
+
+
+# The parts every Hub VM of a stack shares (the deploy files, the first-boot script, the CA bundle) are
+# the bulk of the user data: dumped once per program and spliced, not re-emitted per hub. PyYAML
+# writes a block sequence under a top-level key without indentation ("key:" then "- item" at column
+# 0), exactly as it writes a top-level sequence, so the pieces concatenate to the one-shot dump.
+@functools.lru_cache(maxsize=16)
+def _deploy_files_yaml(deploy_files: tuple[tuple[str, str], ...]) -> str:
+    return _dump(_deploy_entries(dict(deploy_files)))
+
+
+@functools.lru_cache(maxsize=16)
+def _firstboot_yaml(repo_url: str, ref: str) -> str:
+    return _dump([_firstboot_entry(repo_url, ref)])
+
+
+@functools.lru_cache(maxsize=16)
+def _ca_bundle_yaml(ca_bundle_pem: str) -> str:
+    return _dump([_file_entry(CA_BUNDLE_PATH, "0644", ca_bundle_pem)])
+
+
 def render_user_data(
     *,
     hostname: str,
@@ -201,43 +327,27 @@ def render_user_data(
     deploy_files: Mapping[str, str],
     ca_bundle_pem: str | None = None,
 ) -> str:
-    """The `#cloud-config` document: packages, the settings file, the deploy files, first boot."""
-    files: list[dict[str, Any]] = [
-        {"path": SETTINGS_PATH, "permissions": "0600", "owner": "root:root", "content": settings.render()},
-        *(
-            {
-                "path": path,
-                "permissions": "0755" if path in EXECUTABLE_FILES else "0644",
-                "owner": "root:root",
-                "content": content,
-            }
-            for path, content in sorted(deploy_files.items())
-        ),
-        {
-            "path": "/usr/local/sbin/hub-firstboot",
-            "permissions": "0755",
-            "owner": "root:root",
-            "content": _FIRSTBOOT.format(
-                etc=ETC_DIR, src=SOURCE_DIR, repo=_sh_quote(repo_url), ref=_sh_quote(ref)
-            ),
-        },
-    ]
-    if ca_bundle_pem is not None:
-        files.append(
-            {"path": CA_BUNDLE_PATH, "permissions": "0644", "owner": "root:root", "content": ca_bundle_pem}
-        )
-    document: dict[str, Any] = {
+    """The `#cloud-config` text of `user_data_document(...)`, with the shared parts dumped once."""
+    head = {
         "hostname": hostname,
         "manage_etc_hosts": True,
         "timezone": "UTC",
         "package_update": True,
-        "packages": ["qemu-guest-agent", "docker.io", "docker-compose-v2", "git", "openssl"],
-        "write_files": files,
-        "runcmd": [["/usr/local/sbin/hub-firstboot"]],
+        "packages": list(PACKAGES),
     }
+    parts = [
+        "#cloud-config\n",
+        _dump(head),
+        "write_files:\n",
+        _dump([_file_entry(SETTINGS_PATH, "0600", settings.render())]),
+        _deploy_files_yaml(tuple(sorted(deploy_files.items()))) if deploy_files else "",
+        _firstboot_yaml(repo_url, ref),
+        _ca_bundle_yaml(ca_bundle_pem) if ca_bundle_pem is not None else "",
+        _dump({"runcmd": [["/usr/local/sbin/hub-firstboot"]]}),
+    ]
     if ssh_keys:
-        document["ssh_authorized_keys"] = list(ssh_keys)
-    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
+        parts.append(_dump({"ssh_authorized_keys": list(ssh_keys)}))
+    return "".join(parts)
 
 
 def render_clone_user_data(*, hostname: str, settings_text: str, ca_bundle_pem: str | None = None) -> str:

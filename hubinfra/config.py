@@ -309,12 +309,52 @@ class DomainHub(Sizing):
     params: dict[str, ParamValue] = Field(default_factory=lambda: dict[str, ParamValue]())
 
 
+class SentinelVmConfig(_Model):
+    """A small VM, cloned from the template, that runs `hubctl sentinel watch` (issue 10)."""
+
+    vm_id: VmId
+    name: HubName | None = Field(default=None, description="defaults to <hubVm.name>-sentinel")
+    cores: Annotated[int, Field(ge=1)] = 1
+    memory_mib: Annotated[int, Field(ge=512)] = 1024
+    disk_gb: Annotated[int, Field(ge=8)] = 10
+    ipv4_address: str = Field(default="dhcp", description="CIDR on the management vnet, or dhcp")
+    hub_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = Field(
+        default=None,
+        description="the Hub's base URL the sentinel probes; defaults to https://<hubVm.ipv4Address>",
+    )
+
+    @field_validator("ipv4_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value != "dhcp":
+            ipaddress.IPv4Interface(value)
+        return value
+
+
+class SentinelConfig(_Model):
+    """The sentinel's own Proxmox access on the Hub VM, and optionally a VM to run it in."""
+
+    enabled: bool = False
+    vm: SentinelVmConfig | None = None
+
+    @model_validator(mode="after")
+    def _vm_needs_enabled(self) -> Self:
+        if self.vm is not None and not self.enabled:
+            raise _KeyError("sentinel.enabled", "must be true when hub:sentinel.vm is set")
+        return self
+
+
 class StackConfig(_Model):
     environment: StackEnvironment
     proxmox: ProxmoxEndpoint
     node: Annotated[str, Field(min_length=1)]
     nodes: list[str] | None = Field(default=None, description="SDN zone nodes; defaults to [node]")
     template_vm_id: VmId
+    task_template_vm_id: VmId | None = Field(
+        default=None,
+        description="the template task machines are cloned from (HUB_TASK_TEMPLATE_VMID); it must be in "
+        "the Hub's pool with its NIC on a task vnet",
+    )
     datastore: Annotated[str, Field(min_length=1)]
     snippets_datastore: str = "local"
     user_id: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9._-]*@pve$")] = "hub@pve"
@@ -329,6 +369,7 @@ class StackConfig(_Model):
     runtime: RuntimeConfig
     experiments: list[Experiment] = Field(default_factory=lambda: list[Experiment]())
     domain_hubs: list[DomainHub] = Field(default_factory=lambda: list[DomainHub]())
+    sentinel: SentinelConfig = SentinelConfig()
 
     @model_validator(mode="after")
     def _environment_rules(self) -> Self:
@@ -354,6 +395,10 @@ class StackConfig(_Model):
     def _unique_hubs(self) -> Self:
         names: dict[str, str] = {}
         vm_ids: dict[int, str] = {self.hub_vm.vm_id: "hubVm.vmId", self.template_vm_id: "templateVmId"}
+        if self.task_template_vm_id is not None:
+            if self.task_template_vm_id == self.hub_vm.vm_id:
+                raise _KeyError("taskTemplateVmId", f"{self.task_template_vm_id} is the Hub VM (hubVm.vmId)")
+            vm_ids.setdefault(self.task_template_vm_id, "taskTemplateVmId")
         items: list[tuple[str, Experiment | DomainHub]] = [
             *((f"experiments[{i}]", e) for i, e in enumerate(self.experiments)),
             *((f"domainHubs[{i}]", d) for i, d in enumerate(self.domain_hubs)),
@@ -365,7 +410,27 @@ class StackConfig(_Model):
             if item.vm_id in vm_ids:
                 raise _KeyError(f"{where}.vmId", f"{item.vm_id} is already used by {vm_ids[item.vm_id]}")
             vm_ids[item.vm_id] = f"{where}.vmId"
+        sentinel_vm = self.sentinel.vm
+        if sentinel_vm is not None and sentinel_vm.vm_id in vm_ids:
+            raise _KeyError(
+                "sentinel.vm.vmId", f"{sentinel_vm.vm_id} is already used by {vm_ids[sentinel_vm.vm_id]}"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _sentinel_knows_the_hub(self) -> Self:
+        vm = self.sentinel.vm
+        if vm is not None and vm.hub_url is None and self.hub_vm.ipv4_address == "dhcp":
+            raise _KeyError(
+                "sentinel.vm.hubUrl",
+                "required when hub:hubVm.ipv4Address is dhcp: the URL the sentinel probes (https://...)",
+            )
+        return self
+
+    @property
+    def sentinel_vm_name(self) -> str:
+        vm = self.sentinel.vm
+        return (vm.name if vm is not None and vm.name else None) or f"{self.hub_vm.name}-sentinel"
 
     @model_validator(mode="after")
     def _experiments_reach_the_api(self) -> Self:

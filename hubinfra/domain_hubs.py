@@ -43,9 +43,10 @@ class DomainSpecificHub(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
         net = network.isolated[hub.name]
+        pool_id = f"{config.pool.id}-{hub.type}-{hub.name}"
         grant = access.grant(
             f"{name}-access",
-            pool_id=f"{config.pool.id}-{hub.type}-{hub.name}",
+            pool_id=pool_id,
             comment=f"Hub for {hub.type} '{hub.label}'",
             user_id=hub_user_id(config.user_id, f"{hub.type}-{hub.name}"),
             vnet_paths=[network.vnet_path(net.vnet)],
@@ -63,6 +64,8 @@ class DomainSpecificHub(pulumi.ComponentResource):
             params=hub.params,
             tags=[hub.type, f"{hub.type}-{hub.name}"],
             api_token_sha256=None if api_token is None else api_token.apply(lambda t: t.sha256),
+            pool=pool_id,
+            task_networks=(net.vnet,),
         )
         # Its own bootstrap token (derived from its own name): no hub's token opens another hub.
         self.api_token = (

@@ -45,6 +45,7 @@ from hubinfra.cloudinit import (
 from hubinfra.config import CheckpointPolicy, Experiment, StackConfig
 from hubinfra.network import HUB_HOST_OFFSET, HubNetwork, IsolatedNet
 from hubinfra.pve_objects import SnapshotClone
+from hubinfra.quotas import Demand, pool_limits
 
 # Experiments are judged over days; they checkpoint like development hubs: only when asked.
 EXPERIMENT_CHECKPOINTS = CheckpointPolicy(schedule="manual")
@@ -84,9 +85,10 @@ class ExperimentalHub(pulumi.ComponentResource):
         source_vm_id = experiment.source_vm_id or config.hub_vm.vm_id
         vm_name = f"{config.hub_vm.name}-exp-{experiment.name}"
         self.vm_uuid = hub_vm_uuid(stack=pulumi.get_stack(), vm_id=experiment.vm_id, name=vm_name)
+        pool_id = f"{config.pool.id}-exp-{experiment.name}"
         grant = access.grant(
             f"{name}-access",
-            pool_id=f"{config.pool.id}-exp-{experiment.name}",
+            pool_id=pool_id,
             comment=f"Hub experiment {experiment.name} from {experiment.checkpoint}",
             # Its own user: nothing the experiment holds is the production Hub's identity.
             user_id=hub_user_id(config.user_id, f"exp-{experiment.name}"),
@@ -114,7 +116,9 @@ class ExperimentalHub(pulumi.ComponentResource):
             bridge=net.vnet,
             # Never started by this resource (there is no `started` to drift): CloneCloudInit starts
             # it once its own cloud-init is attached. Replaced by deleting first: same vmid.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[grant, network], delete_before_replace=True),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[grant, *network.ready], delete_before_replace=True
+            ),
         )
         firewall = network.vm_firewall(
             name,
@@ -128,6 +132,12 @@ class ExperimentalHub(pulumi.ComponentResource):
             address=net.hub_address,
         )
         proxmox = config.proxmox
+        # The clone's own size, as quotas.demands counts it (its disk is the source's).
+        hub = config.hub_vm
+        own = Demand(
+            vm_name, experiment.cores or hub.cores, experiment.memory_mib or hub.memory_mib, hub.disk_gb
+        )
+        limits = pool_limits(config, own)
 
         def render(token_value: str) -> str:
             return RuntimeSettings(
@@ -147,6 +157,10 @@ class ExperimentalHub(pulumi.ComponentResource):
                 source_vmid=source_vm_id,
                 source_checkpoint=experiment.checkpoint,
                 params={**config.runtime.params, **experiment.params},
+                pool=pool_id,
+                task_template_vmid=config.task_template_vm_id,
+                task_networks=(net.vnet,),
+                pool_limits=limits,
             ).render()
 
         def user_data_for(settings_text: str) -> str:

@@ -50,6 +50,7 @@ from hubinfra.cloudinit import (
     snippet_file_name,
 )
 from hubinfra.config import CheckpointPolicy, ParamValue, StackConfig
+from hubinfra.quotas import Demand, pool_limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +72,18 @@ class HubVmSpec:
     # SHA-256 (hex) of the bootstrap API token's secret (hubinfra/api_token.py), which the runtime
     # stores at start (TokenStore.ensure); None: no bootstrap token. An Output: it comes from a secret.
     api_token_sha256: pulumi.Input[str] | None = None
+    # Task machines (issue 11): the hub's own pool and the vnets its task machines attach to.
+    pool: str | None = None
+    task_networks: tuple[str, ...] = ()
 
 
-# VM inputs a later change must never turn into a replacement (see the module docstring).
-IGNORED_VM_CHANGES = ("clone", "vmId", "initialization.userDataFileId")
+# VM inputs a later change must never turn into a replacement (see the module docstring), and the
+# description: the sentinel keeps its lease and recovery journal there (issue 10). The bpg provider
+# reads `description` back from the VM's config on refresh and sends it on update when it differs
+# (terraform-provider-proxmox proxmoxtf/resource/vm/vm.go: mkDescription, set from
+# vmConfig.Description in the read, `d.HasChange(mkDescription)` in the update), so without this
+# every `pulumi up` would put the declared text back and erase them.
+IGNORED_VM_CHANGES = ("clone", "vmId", "initialization.userDataFileId", "description")
 
 
 class HubVm(pulumi.ComponentResource):
@@ -102,6 +111,8 @@ class HubVm(pulumi.ComponentResource):
         # Named in the settings file; a clone of this VM gets another uuid and refuses the file.
         self.vm_uuid = hub_vm_uuid(stack=pulumi.get_stack(), vm_id=spec.vm_id, name=spec.name)
 
+        limits = pool_limits(config, Demand(spec.name, spec.cores, spec.memory_mib, spec.disk_gb))
+
         def user_data_for(args: tuple[str, str | None]) -> str:
             token_value, api_token_sha256 = args
             settings = RuntimeSettings(
@@ -118,6 +129,10 @@ class HubVm(pulumi.ComponentResource):
                 hub_label=spec.hub_label,
                 params={**config.runtime.params, **spec.params},
                 api_token_sha256=api_token_sha256,
+                pool=spec.pool,
+                task_template_vmid=config.task_template_vm_id,
+                task_networks=spec.task_networks,
+                pool_limits=limits,
             )
             return render_user_data(
                 hostname=spec.name,

@@ -136,6 +136,14 @@ class HubNetwork(pulumi.ComponentResource):
     sdn_digest: str
     task_group: str
     xhub_group: str
+    # What "the network is ready" means to a VM: the resources that, directly or through their own
+    # dependencies, wait for every child of this component (the Applier waits for the zone, vnets
+    # and subnets; the groups for the ipsets; the cluster firewall for the management ipset and the
+    # guard). Depend on these, not on the component: `depends_on=[network]` makes the SDK expand the
+    # component into all its children for every dependent (pulumi sdk/python/lib/pulumi/runtime/
+    # _depends_on.py, `_resolve_depends_on_urns` over `_with_transitive_deps`), O(hubs) each and so
+    # O(hubs^2) for the stack, while this list has a fixed size and enforces the same order.
+    ready: list[pulumi.Resource]
 
     def __init__(
         self,
@@ -202,7 +210,7 @@ class HubNetwork(pulumi.ComponentResource):
         # destroyed). Replacing it whenever the declared SDN changes makes a vnet added for a new
         # experiment or domain hub exist on the nodes in the same `pulumi up` that clones onto it.
         self.sdn_digest = hashlib.sha256("\n".join(sorted(declared)).encode()).hexdigest()
-        proxmoxve.sdn.Applier(
+        applier = proxmoxve.sdn.Applier(
             f"{name}-apply",
             opts=pulumi.ResourceOptions(parent=self, depends_on=vnets, replacement_trigger=self.sdn_digest),
         )
@@ -231,31 +239,34 @@ class HubNetwork(pulumi.ComponentResource):
             if cidrs
         ]
         after_ipsets = pulumi.ResourceOptions(parent=self, depends_on=list(ipsets))
+        self.ready = [applier]
         self.hub_group = f"{zone_id}-hub"
         self.task_group = f"{zone_id}-task"
-        proxmoxve.cluster.firewall.security.GroupLegacy(
+        hub_group = proxmoxve.cluster.firewall.security.GroupLegacy(
             f"{name}-group-hub",
             name=self.hub_group,
             comment="Hub VMs: API and SSH from management only",
             rules=hub_group_rules(mgmt_set=mgmt_set, task_set=task_set),
             opts=after_ipsets,
         )
-        proxmoxve.cluster.firewall.security.GroupLegacy(
+        task_group = proxmoxve.cluster.firewall.security.GroupLegacy(
             f"{name}-group-task",
             name=self.task_group,
             comment="Task VMs: no management, no Proxmox API, listed egress only",
             rules=task_group_rules(mgmt_set=mgmt_set, config=config),
             opts=after_ipsets,
         )
+        self.ready += [hub_group, task_group]
         self.xhub_group = f"{zone_id}-xhub"
         if config.proxmox_api:
-            proxmoxve.cluster.firewall.security.GroupLegacy(
+            xhub_group = proxmoxve.cluster.firewall.security.GroupLegacy(
                 f"{name}-group-xhub",
                 name=self.xhub_group,
                 comment="Experimental hubs: the task policy plus the Proxmox API (their own checkpoints)",
                 rules=xhub_group_rules(mgmt_set=mgmt_set, api_set=api_set, config=config),
                 opts=after_ipsets,
             )
+            self.ready.append(xhub_group)
         if config.manage_cluster_firewall:
             # PVE accepts 8006/22 from `management` before any rule of ours: say who is in it.
             operator_cidrs = [config.management.cidr, *config.operator_access]
@@ -275,14 +286,14 @@ class HubNetwork(pulumi.ComponentResource):
                 "API and SSH; `pulumi up` refuses if this machine is outside them"
             )
             after_ipsets = pulumi.ResourceOptions(parent=self, depends_on=[*ipsets, management, guard])
-            proxmoxve.cluster.FirewallLegacy(
+            cluster_firewall = proxmoxve.cluster.FirewallLegacy(
                 f"{name}-cluster-firewall",
                 enabled=True,
                 input_policy="DROP",
                 output_policy="ACCEPT",
                 opts=after_ipsets,
             )
-            proxmoxve.firewall.RulesLegacy(
+            cluster_rules = proxmoxve.firewall.RulesLegacy(
                 f"{name}-cluster-rules",
                 rules=[
                     RulesLegacyRuleArgs(
@@ -318,6 +329,7 @@ class HubNetwork(pulumi.ComponentResource):
                 ],
                 opts=after_ipsets,
             )
+            self.ready += [cluster_firewall, cluster_rules]
 
         self.zone_id = zone.object_id
         self.management_vnet = config.management.vnet

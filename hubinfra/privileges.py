@@ -38,6 +38,9 @@ class Scope(StrEnum):
     POOL = "pool"
     SDN_ZONE = "sdn-zone"
     NODE = "node"
+    # One VM's own path, `/vms/<vmid>`: the sentinel's grant on the Hub VM (SENTINEL_PRIVILEGES). The
+    # Hub's own list has nothing here, so HubAccess declares no role for it.
+    HUB_VM = "hub-vm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,46 @@ HUB_PRIVILEGES: tuple[Privilege, ...] = (
     Privilege("SDN.Audit", Scope.SDN_ZONE, "read the vnets and subnets it attaches VMs to"),
 )
 
+# The sentinel's (issue 10): the recovery ladder run from OUTSIDE the Hub VM, with its own user and
+# privilege-separated token, granted on `/vms/<hub vmid>` only (`Scope.HUB_VM`), never on `/` or on
+# the pool, so it cannot touch a task VM or another hub. Every name is one the Hub itself holds
+# (tests/hubinfra/test_sentinel.py checks it): the sentinel acts on the Hub VM as the Hub may, no
+# wider. The permission each call checks, from qemu-server src/PVE/API2/Qemu.pm (path
+# `/vms/{vmid}`; the names are pve-access-control src/PVE/AccessControl.pm's privilege list):
+SENTINEL_PRIVILEGES: tuple[Privilege, ...] = (
+    Privilege(
+        "VM.Audit",
+        Scope.HUB_VM,
+        "the Hub VM's status (vm_status GET status/current: 'hung' = running but not answering), its "
+        "config and description (vm_config GET config: the lease and journal it keeps there), its "
+        "snapshots and their descriptions (snapshot_list GET snapshot: blessed, quarantined)",
+    ),
+    Privilege(
+        "VM.Snapshot",
+        Scope.HUB_VM,
+        "the pre-recovery snapshot of the broken state (snapshot POST snapshot), and marking a "
+        "checkpoint quarantined in its description (update_snapshot_config PUT snapshot/{name}/config)",
+    ),
+    Privilege(
+        "VM.Snapshot.Rollback",
+        Scope.HUB_VM,
+        "the ladder's rollbacks (rollback POST snapshot/{name}/rollback accepts VM.Snapshot OR this); "
+        "listed so the intent survives if VM.Snapshot is dropped",
+    ),
+    Privilege(
+        "VM.PowerMgmt",
+        Scope.HUB_VM,
+        "the ladder's restart and the start or resume after a rollback (vm_shutdown, vm_stop, vm_start, "
+        "vm_resume POST status/*)",
+    ),
+    Privilege(
+        "VM.Config.Options",
+        Scope.HUB_VM,
+        "write the lease and the recovery journal into the Hub VM's description (update_vm "
+        "PUT/POST config with `description`: a $generaloptions key, checked as VM.Config.Options)",
+    ),
+)
+
 # The guest-agent read privilege was renamed in PVE 9; on PVE 8 the same capability is VM.Monitor.
 GUEST_AGENT_PRIVILEGE: dict[int, Privilege] = {
     9: Privilege("VM.GuestAgent.Audit", Scope.POOL, "read guest agent info (addresses, fs-freeze state)"),
@@ -135,9 +178,15 @@ def all_privileges(*, pve_major: int = 9) -> list[str]:
     return sorted({name for scope in Scope for name in privileges_for(scope, pve_major=pve_major)})
 
 
+def sentinel_privileges() -> list[str]:
+    """The sentinel's privilege names on the Hub VM, sorted (the same for PVE 8 and 9)."""
+    return sorted(p.name for p in SENTINEL_PRIVILEGES)
+
+
 def _check_disjoint() -> None:
     for pve_major in GUEST_AGENT_PRIVILEGE:
-        overlap = set(all_privileges(pve_major=pve_major)) & set(FORBIDDEN_PRIVILEGES)
+        granted = set(all_privileges(pve_major=pve_major)) | set(sentinel_privileges())
+        overlap = granted & set(FORBIDDEN_PRIVILEGES)
         if overlap:  # pragma: no cover - a programming error caught at import time
             raise RuntimeError(f"privileges both granted and forbidden: {sorted(overlap)}")
 

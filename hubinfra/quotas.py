@@ -3,6 +3,14 @@
 Proxmox pools carry no quotas, so the limit is enforced where the VMs are declared: the sum over the
 Hub VM, the domain hubs and the experimental hubs must fit `hub:quotas`. Checking before the first
 resource means a refused plan leaves nothing half-created.
+
+Per Hub (issue 11): each Hub's settings file carries the most its pool may hold in task machines
+(`pool_max_cores`, `pool_max_memory_mib`, `pool_max_disk_gb`, `pool_max_machines`), where the runtime
+refuses a machine that would exceed it before any Proxmox call: `hub:quotas` less the Hub's own VM,
+which lives in the same pool (`pool_limits`). It depends on the quota and that hub only, never on the
+other hubs of the stack: adding an experiment or a domain hub must not change, and so re-upload or
+reconfigure, every existing hub's settings. Each pool is bounded on its own; the stack quota bounds
+what Pulumi declares.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ def demands(config: StackConfig) -> list[Demand]:
         Demand(e.name, e.cores or hub.cores, e.memory_mib or hub.memory_mib, hub.disk_gb)
         for e in config.experiments
     ]
+    if (sentinel := config.sentinel.vm) is not None:
+        out.append(Demand(config.sentinel_vm_name, sentinel.cores, sentinel.memory_mib, sentinel.disk_gb))
     return out
 
 
@@ -49,3 +59,24 @@ def check_quotas(config: StackConfig) -> None:
                 f"hub:quotas.{key}: the {len(wanted)} declared VMs need {total}{unit}, "
                 f"the limit is {limit}{unit}; raise the quota or declare fewer hubs"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """The most a Hub's pool may hold in task machines (the runtime's HUB_POOL_MAX_*)."""
+
+    cores: int
+    memory_mib: int
+    disk_gb: int
+    machines: int
+
+
+def pool_limits(config: StackConfig, own: Demand) -> PoolLimits:
+    """`hub:quotas` less the hub's own VM (`own`), for the task machines of its pool (never negative)."""
+    quotas = config.quotas
+    return PoolLimits(
+        cores=max(0, quotas.cores - own.cores),
+        memory_mib=max(0, quotas.memory_mib - own.memory_mib),
+        disk_gb=max(0, quotas.disk_gb - own.disk_gb),
+        machines=max(0, quotas.vms - 1),
+    )

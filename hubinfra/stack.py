@@ -30,6 +30,7 @@ from hubinfra.hub_vm import HubVm, HubVmSpec
 from hubinfra.network import HubNetwork, isolated_nets
 from hubinfra.pve_objects import operator_props
 from hubinfra.quotas import check_quotas
+from hubinfra.sentinel import SentinelAccess, SentinelVm
 
 # The Python language host's "error already reported" exit code: with it the engine shows only the
 # program's own message; with any other non-zero code it adds a generic second error line.
@@ -180,6 +181,8 @@ class HubStack(pulumi.ComponentResource):
             ipv4_address=hub.ipv4_address,
             gateway=mgmt.gateway if hub.ipv4_address != "dhcp" else None,
             api_token_sha256=None if main_token is None else main_token.apply(lambda t: t.sha256),
+            pool=config.pool.id,
+            task_networks=tuple(self.network.task_vnets),
         )
         self.hub = HubVm(
             f"{name}-hub",
@@ -189,7 +192,7 @@ class HubStack(pulumi.ComponentResource):
             token=self.grant.token,
             bridge=mgmt.vnet,
             deploy_files=deploy_files,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.network.ready),
         )
         self.network.vm_firewall(
             f"{name}-hub",
@@ -201,6 +204,21 @@ class HubStack(pulumi.ComponentResource):
             parent=self,
             address=None if config.hub_vm.ipv4_address == "dhcp" else config.hub_vm.ipv4_address,
         )
+        # The sentinel (issue 10): its own token on the Hub VM only, and optionally a VM to run in.
+        self.sentinel = (
+            SentinelAccess(f"{name}-sentinel", config=config, protect=production, opts=child)
+            if config.sentinel.enabled
+            else None
+        )
+        if self.sentinel is not None and config.sentinel.vm is not None:
+            SentinelVm(
+                f"{name}-sentinel-host",
+                config=config,
+                vm=config.sentinel.vm,
+                token=self.sentinel.token,
+                network=self.network,
+                opts=child,
+            )
         self.experiments = {
             e.name: ExperimentalHub(
                 f"{name}-exp-{e.name}",
@@ -223,7 +241,7 @@ class HubStack(pulumi.ComponentResource):
                 network=self.network,
                 deploy_files=deploy_files,
                 api_token=bootstrap_token(seed, f"{config.hub_vm.name}-{d.name}"),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.network.ready),
             )
             for d in config.domain_hubs
         }

@@ -51,3 +51,15 @@ def dev_exp() -> Run:
     run = run_program("dev", edit=add)
     assert run.exit_code is None, run.errors
     return run
+
+
+@pytest.fixture(scope="session")
+def prod_sentinel() -> Run:
+    """prod with hub:sentinel enabled and its VM (issue 10)."""
+
+    def add(config: dict[str, Any]) -> None:
+        config["hub:sentinel"] = {"enabled": True, "vm": {"vmId": 150, "ipv4Address": "10.20.0.15/24"}}
+
+    run = run_program("prod", edit=add)
+    assert run.exit_code is None, run.errors
+    return run

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import json
 import logging
 import runpy
@@ -24,6 +25,7 @@ from google.protobuf import json_format
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _ensure_event_loop  # pyright: ignore[reportPrivateUsage]
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "__main__.py"
@@ -152,8 +154,24 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
         self.recording = mocks
+        # Pulumi's MockMonitor gives each executor thread its own event loop (sync_await.py
+        # `_ensure_event_loop`) and never closes it; the harness closes them after the run, so they are
+        # not finalised later, at a random point of another test, after their own sockets.
+        self.thread_loops: set[asyncio.AbstractEventLoop] = set()
+
+    def _remember_loop(self) -> None:
+        self.thread_loops.add(_ensure_event_loop())
+
+    def Invoke(self, request: Any) -> Any:
+        self._remember_loop()
+        return super().Invoke(request)
+
+    def ReadResource(self, request: Any) -> Any:
+        self._remember_loop()
+        return super().ReadResource(request)
 
     def RegisterResource(self, request: Any) -> Any:
+        self._remember_loop()
         # Registrations run concurrently on executor threads: key by (type, name), not by order.
         self.recording.options[(request.type, request.name)] = (
             bool(request.protect),
@@ -211,13 +229,15 @@ def run_program(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     runtime_settings.reset_options(project="hub", stack=stack)
-    pulumi.runtime.set_mocks(
-        mocks, project="hub", stack=stack, preview=False, logger=logger, monitor=RecordingMonitor(mocks)
-    )
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="hub", stack=stack, preview=False, logger=logger, monitor=monitor)
     pulumi.runtime.set_all_config(wire, secret_keys=list(secrets))
 
     exit_code: int | None = None
     outputs: dict[str, Any] = {}
+    # The program tunes the process's garbage collector for its one evaluation (hubinfra/evaluation.py);
+    # this process goes on with other tests and runs, so the collector is put back afterwards.
+    thresholds = gc.get_threshold()
     secret_outputs: set[str] = set()
     try:
         loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(MAIN), run_name="__main__")))
@@ -232,8 +252,13 @@ def run_program(
         exit_code = int(exc.code or 0)
     finally:
         loop.close()
+        for thread_loop in monitor.thread_loops:
+            if not thread_loop.is_running():
+                thread_loop.close()
         asyncio.set_event_loop(None)
         runtime_settings.reset_options()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     for res in mocks.resources:
         (
             res.protect,

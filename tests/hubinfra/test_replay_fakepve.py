@@ -71,7 +71,7 @@ def _replay(resources: list[Resource], pve: Any, cafile: str, stack: str) -> rp.
     return rp.replay(resources, s, pve.url, _access_state())
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "prod_exp", "dev_exp"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "prod_exp", "dev_exp", "prod_sentinel"])
 def test_every_declared_resource_replays_against_fakepve(
     stack: str, request: pytest.FixtureRequest, fakepve: Any, fakepve_cafile: str
 ) -> None:
