@@ -36,7 +36,14 @@ def checks_of(doc: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 @pytest.mark.parametrize(
     ("used_percent", "expected"),
-    [(0, "healthy"), (84, "healthy"), (85, "degraded"), (94, "degraded"), (95, "critical"), (100, "critical")],
+    [
+        (0, "healthy"),
+        (84, "healthy"),
+        (85, "degraded"),
+        (94, "degraded"),
+        (95, "critical"),
+        (100, "critical"),
+    ],
 )
 def test_disk_thresholds(used_percent: int, expected: str) -> None:
     total = 100 * GIB
@@ -99,7 +106,9 @@ def test_failure_rate_thresholds(failed: int, succeeded: int, expected: str) -> 
 
 
 def test_failure_rate_thresholds_follow_the_settings() -> None:
-    s = settings(health_failure_min_jobs=1, health_failure_degraded_percent=10, health_failure_critical_percent=20)
+    s = settings(
+        health_failure_min_jobs=1, health_failure_degraded_percent=10, health_failure_critical_percent=20
+    )
     assert failure_rate_check(failed=1, succeeded=9, settings=s).status == "degraded"
     assert failure_rate_check(failed=2, succeeded=8, settings=s).status == "critical"
     assert failure_rate_check(failed=0, succeeded=1, settings=s).status == "healthy"

@@ -59,7 +59,9 @@ def test_readyz_answers_the_settled_verdict(
     assert "secret" not in answer.text
 
 
-def test_before_the_first_evaluation_readyz_is_not_critical(app: tuple[TestClient, Metrics, Services]) -> None:
+def test_before_the_first_evaluation_readyz_is_not_critical(
+    app: tuple[TestClient, Metrics, Services],
+) -> None:
     client, _, _ = app
     answer = client.get("/readyz")
     assert answer.status_code == 200 and answer.json() == {"status": "degraded"}
