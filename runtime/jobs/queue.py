@@ -81,6 +81,8 @@ class JobQueue:
         self.store = JobStore(services.ready_db())
         url = services.settings.redis_url
         self.broker: dramatiq.Broker = RedisBroker(url=url) if url else StubBroker()
+        self.heartbeats = services.heartbeats
+        self.broker.add_middleware(_WorkerLiveness(self.heartbeats))
         # Our jobs are not retried by the queue: a failed checkpoint is a result to report, and the
         # operation's own retries (Proxmox client) already ran.
         self.actor: dramatiq.Actor[[str], None] = dramatiq.Actor(
@@ -95,8 +97,6 @@ class JobQueue:
             },
         )
         self.worker_threads = worker_threads
-        self.heartbeats = services.heartbeats
-        self.broker.add_middleware(_WorkerLiveness(self.heartbeats))
         self._worker: dramatiq.Worker | None = None
         # Jobs this process is running (added before the claim, so a sweep never sees one of ours
         # running in the database without it here).
