@@ -32,19 +32,12 @@ from runtime.checkpoints.service import CheckpointService
 from runtime.db import Checkpoint
 from runtime.errors import HubError
 from runtime.health import history
-from runtime.health.history import Sample
-from runtime.settings import Settings
+from runtime.health.history import Sample, max_gap
 from runtime.wiring import Services
 
 log = logging.getLogger("hub.health.blessing")
 # Blessing is housekeeping: it never waits long for a VM lock a checkpoint holds; it retries next tick.
 LOCK_WAIT = 2.0
-
-
-def max_gap(settings: Settings) -> float:
-    """The longest hole in the history that still counts as watched: three intervals and a minute
-    (an evaluation waits on Proxmox's timeouts)."""
-    return 3 * settings.health_interval_seconds + 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,13 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from runtime.db import Database, HealthSample
+from runtime.settings import Settings
+
+
+def max_gap(settings: Settings) -> float:
+    """The longest hole in the history that still counts as watched: three intervals and a minute
+    (an evaluation waits on Proxmox's timeouts). Blessing and a restarted loop both use it."""
+    return 3 * settings.health_interval_seconds + 60.0
 
 
 @dataclass(frozen=True, slots=True)

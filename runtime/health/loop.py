@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 from runtime.errors import HubError
 from runtime.health import history
-from runtime.health.blessing import Blesser, max_gap
 from runtime.health.checks import evaluate
+from runtime.health.history import max_gap
 from runtime.health.tracker import Hysteresis, Verdict
 from runtime.settings import Settings
 from runtime.wiring import Services
@@ -64,6 +64,9 @@ class HealthLoop:
         self.clock = clock
         self.overall = self._tracker()
         self.per_check: dict[str, Hysteresis] = {}
+        # Blessing writes to Proxmox: its client is loaded with the loop, not for `hubctl health`.
+        from runtime.health.blessing import Blesser
+
         self.blesser = Blesser(services)
         self._pruned_at: datetime | None = None
         self._seeded = False
