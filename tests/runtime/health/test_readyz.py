@@ -4,6 +4,7 @@ critical (what the sentinel polls). ``/healthz`` stays liveness; the full docume
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -86,3 +87,39 @@ def test_the_full_document_needs_a_token_and_carries_both_verdicts(
     assert "hub_health_instant_status 0.0" in gauges
     assert 'hub_health_check_settled_status{check="proxmox"} 2.0' in gauges
     assert 'hub_health_check_status{check="proxmox"} 0.0' in gauges
+
+
+def test_the_real_service_turns_critical_after_n_evaluations_and_back(
+    sqlite_hubenv: HubEnv, pve: Any
+) -> None:
+    """`hubctl serve` end to end: the Hub VM stops, /readyz goes 503 once the settled verdict is
+    critical (the history shows N critical evaluations first); it comes back after M healthy ones."""
+    import time
+
+    import requests
+
+    from runtime.health import history
+    from tests.support.service import serve
+
+    def ready(service: Any, want: int) -> dict[str, Any]:
+        deadline = time.monotonic() + 60  # a bound on waiting for the loop, not a speed assertion
+        while time.monotonic() < deadline:
+            answer = requests.get(service.url + "/readyz", timeout=10)
+            if answer.status_code == want:
+                return answer.json()
+            time.sleep(0.1)
+        raise AssertionError(f"/readyz never answered {want}")
+
+    sqlite_hubenv.values.update({"HUB_HEALTH_CRITICAL_AFTER": "2", "HUB_HEALTH_HEALTHY_AFTER": "2"})
+    for service in serve(sqlite_hubenv):
+        assert ready(service, 200) == {"status": "healthy"}
+        pve.vm(100).status = "stopped"
+        assert ready(service, 503) == {"status": "critical"}
+        doc = service.get("/api/v1/health").json()
+        assert doc["status"] == "critical" and doc["instant"]["status"] == "critical"
+        rows = history.samples(sqlite_hubenv.services().db, since=datetime.now(UTC) - timedelta(hours=1))
+        first = next(i for i, r in enumerate(rows) if r.settled == "critical")
+        assert [r.instant for r in rows[first - 1 : first + 1]] == ["critical", "critical"]
+        assert rows[first - 1].settled != "critical"  # one critical evaluation was not enough
+        pve.vm(100).status = "running"
+        assert ready(service, 200) == {"status": "healthy"}
