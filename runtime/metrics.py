@@ -1,7 +1,7 @@
 """Prometheus metrics, and the health loop's latest document.
 
-The health loop (``runtime/serve.py``) evaluates health every interval and stores the document
-here; the API serves the stored one, so a scrape or a sentinel probe never waits on Proxmox.
+The health loop (``runtime/health/loop.py``) evaluates health every interval and publishes the
+document here; the API serves the stored one, so a scrape or a sentinel probe never waits on Proxmox.
 
 ``Metrics`` is also the service's observer of what happens below it: jobs (``JobObserver``, told by
 the queue), Proxmox requests and retries (``ProxmoxObserver``, told by hubcore's client, which knows
@@ -26,7 +26,8 @@ from sqlalchemy import func, select
 
 from hubcore.proxmox.errors import ProxmoxError
 from runtime.db import Checkpoint
-from runtime.health import ORDER, evaluate
+from runtime.health import ORDER
+from runtime.health.loop import one_shot
 from runtime.wiring import Services
 
 log = logging.getLogger("hub.metrics")
@@ -43,10 +44,23 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.health = Gauge(
-            "hub_health_status", "Overall health: 0 healthy, 1 degraded, 2 critical", registry=self.registry
+            "hub_health_status",
+            "Overall settled health (after hysteresis): 0 healthy, 1 degraded, 2 critical",
+            registry=self.registry,
         )
         self.check = Gauge(
             "hub_health_check_status", "Per-check health (0/1/2)", ["check"], registry=self.registry
+        )
+        self.instant = Gauge(
+            "hub_health_instant_status",
+            "Overall health of the latest evaluation, before hysteresis (0/1/2)",
+            registry=self.registry,
+        )
+        self.check_settled = Gauge(
+            "hub_health_check_settled_status",
+            "Per-check health after hysteresis (0/1/2)",
+            ["check"],
+            registry=self.registry,
         )
         self.checkpoints = Gauge(
             "hub_checkpoints", "Checkpoints by status", ["status"], registry=self.registry
@@ -200,10 +214,18 @@ class Metrics:
         )
 
     def refresh(self, services: Services) -> dict[str, Any]:
-        doc = evaluate(services)
+        """One evaluation outside the health loop (before its first tick), published."""
+        doc = one_shot(services)
+        self.publish_health(services, doc)
+        return doc
+
+    def publish_health(self, services: Services, doc: dict[str, Any]) -> None:
+        """The health loop's document: served as it is, and exported as gauges. Never raises."""
         self.health.set(ORDER[doc["status"]])
+        self.instant.set(ORDER[(doc.get("instant") or doc)["status"]])
         for check in doc["checks"]:
             self.check.labels(check=check["name"]).set(ORDER[check["status"]])
+            self.check_settled.labels(check=check["name"]).set(ORDER[check.get("settled") or check["status"]])
         try:
             with services.db.session() as s:
                 for status, count in s.execute(
@@ -219,12 +241,16 @@ class Metrics:
             pass
         with self._lock:
             self._latest = doc
-        return doc
 
     def latest_health(self, services: Services) -> dict[str, Any]:
         with self._lock:
             doc = self._latest
         return doc if doc is not None else self.refresh(services)
+
+    def settled_status(self) -> str | None:
+        """The latest settled verdict, or None before the health loop's first evaluation."""
+        with self._lock:
+            return None if self._latest is None else str(self._latest["status"])
 
 
 def _checkpoint_seconds(result: dict[str, Any]) -> float | None:

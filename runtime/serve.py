@@ -28,6 +28,7 @@ from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.db import Database
 from runtime.errors import DatabaseError, HubError, OperationError
 from runtime.fleet.reconcile import reconcile_owned
+from runtime.health.loop import run_health_loop
 from runtime.jobs.queue import JobQueue
 from runtime.leases import DbLease
 from runtime.machines.cluster_sync import sync_machines
@@ -99,12 +100,16 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
                 db=services.db,
                 vmid=hub_vmid,
                 job=lambda: _submit_scheduled(queue),
+                heartbeats=services.heartbeats,
             )
             if scheduler.start():
                 say("a scheduled checkpoint was missed while the Hub was down: one catch-up run queued")
         loops = [
             threading.Thread(
-                target=_health_loop, args=(services, metrics, settings, stop), name="health-loop", daemon=True
+                target=run_health_loop,
+                args=(services, metrics, settings, stop),
+                name="health-loop",
+                daemon=True,
             ),
             threading.Thread(
                 target=_reconcile_loop,
@@ -253,12 +258,3 @@ def _reconcile_loop(services: Services, queue: JobQueue, settings: Settings, sto
 
 def _already_handled(_signum: int, _frame: object) -> None:
     """uvicorn already acted on the signal (graceful HTTP shutdown); the pipeline's finally does the rest."""
-
-
-def _health_loop(services: Services, metrics: Metrics, settings: Settings, stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            metrics.refresh(services)
-        except Exception:  # the loop must outlive any single failed evaluation
-            log.exception("health evaluation failed")
-        stop.wait(settings.health_interval_seconds)

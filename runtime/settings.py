@@ -49,6 +49,8 @@ WEEK = 7 * 24 * 3600.0
 Seconds = Annotated[float, Field(ge=0, le=WEEK, allow_inf_nan=False)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=WEEK, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=100_000)]
+Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+Streak = Annotated[int, Field(ge=1, le=1000)]
 
 LABEL = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
@@ -148,6 +150,33 @@ class Settings(BaseSettings):
     # The service: how long start-up waits for the database, and how often the health loop runs.
     db_wait_seconds: Seconds = 60.0
     health_interval_seconds: PositiveSeconds = 30.0
+    # Hysteresis (runtime/health/tracker.py): consecutive evaluations to settle on critical, and on
+    # healthy again. The sentinel acts on the settled verdict only.
+    health_critical_after: Streak = 3
+    health_healthy_after: Streak = 3
+    # Health history (hub_health_history): every evaluation, pruned after this many days.
+    health_history_days: int = Field(default=7, ge=1, le=366)
+    # The scheduler's heartbeat interval; a beat older than three intervals means a dead scheduler.
+    health_heartbeat_seconds: PositiveSeconds = 10.0
+    # Disk headroom inside the VM: the filesystem of this path (unset: the SQLite database's folder,
+    # else the root filesystem). Used space in percent; also applied to the VM's disk as Proxmox
+    # reports it, when it reports one.
+    health_disk_path: Path | None = None
+    health_disk_degraded_percent: Percent = 85.0
+    health_disk_critical_percent: Percent = 95.0
+    # Memory inside the VM (/proc/meminfo: 100 - MemAvailable/MemTotal), in percent.
+    health_memory_degraded_percent: Percent = 90.0
+    health_memory_critical_percent: Percent = 98.0
+    # The VM's memory as Proxmox reports it (status/current mem/maxmem) counts the guest's page cache,
+    # so it is only ever a warning.
+    health_vm_memory_degraded_percent: Percent = 95.0
+    # Recent job failure rate: over this window, with at least this many finished jobs.
+    health_failure_window_seconds: PositiveSeconds = 3600.0
+    health_failure_min_jobs: int = Field(default=5, ge=1, le=100_000)
+    health_failure_degraded_percent: Percent = 50.0
+    health_failure_critical_percent: Percent = 100.0
+    # A completed checkpoint of the Hub is blessed once the Hub stayed healthy this long after it.
+    bless_window_seconds: PositiveSeconds = 3600.0
     # How often the service reconciles on its own (and right after a job ends abnormally), so rows a
     # killed worker left 'creating' are settled without waiting for a restart.
     reconcile_interval_seconds: PositiveSeconds = 300.0
@@ -274,6 +303,21 @@ class Settings(BaseSettings):
             raise ValueError("proxmox_insecure: refused when environment is production")
         if self.proxmox_ca_bundle is not None and not self.proxmox_ca_bundle.is_file():
             raise ValueError(f"proxmox_ca_bundle: no such file {self.proxmox_ca_bundle}")
+        return self
+
+    @model_validator(mode="after")
+    def _health_thresholds(self) -> Self:
+        for what in ("disk", "memory", "failure"):
+            degraded = getattr(self, f"health_{what}_degraded_percent")
+            critical = getattr(self, f"health_{what}_critical_percent")
+            if degraded > critical:
+                raise ValueError(
+                    f"health_{what}_degraded_percent: {degraded:g} is above the critical "
+                    f"threshold {critical:g}"
+                )
+        if self.health_history_days * 86400 <= self.bless_window_seconds:
+            # Blessing reads the history of the whole window.
+            raise ValueError("health_history_days: must keep more history than bless_window_seconds")
         return self
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from runtime.db import Database
+from runtime.heartbeats import Heartbeats
 from runtime.identity import verify_identity
 from runtime.locks import LockObserver, ObservedLocks, VmLocks, locks_for
 from runtime.settings import Settings
@@ -56,6 +57,11 @@ class Services:
     @cached_property
     def vms(self) -> VmLocator:
         return VmLocator(self.proxmox, hub_node=self.settings.node)
+
+    @cached_property
+    def heartbeats(self) -> Heartbeats:
+        """This process's scheduler and worker threads say here that they live (health reads it)."""
+        return Heartbeats()
 
     def ready_db(self) -> Database:
         self.db.ensure_ready()

@@ -162,6 +162,17 @@ class ProxmoxClient(VmOperations):
     def version(self) -> dict[str, Any]:
         return self._retrying(lambda: self._api.version.get())
 
+    def cluster_quorate(self) -> bool | None:
+        """Whether the cluster has quorum, from ``GET /cluster/status`` (pve-manager
+        ``PVE/API2/Cluster.pm`` ``get_status``: the ``type: cluster`` entry's ``quorate``, taken from
+        pmxcfs's cluster info). None on a standalone node, which has no cluster entry and is its own
+        quorum. Needs ``Sys.Audit`` on ``/``: without it PVE answers 403 (ProxmoxPermissionError)."""
+        rows: list[dict[str, Any]] = self._retrying(lambda: self._api.cluster.status.get())
+        for row in rows:
+            if row.get("type") == "cluster":
+                return bool(int(row.get("quorate") or 0))
+        return None
+
     def list_snapshots(self, node: str, vmid: int) -> list[Snapshot]:
         """The VM's snapshots, without PVE's ``current`` pseudo-entry."""
         rows: list[dict[str, Any]] = self._retrying(lambda: self._api.nodes(node).qemu(vmid).snapshot.get())

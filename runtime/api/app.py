@@ -28,7 +28,7 @@ from runtime import domains
 from runtime.api import audit, errors, jobs, status
 from runtime.api.deps import API, ERRORS, Caller, bearer, caller
 from runtime.api.limits import BodyLimit
-from runtime.api.schemas import HealthDocument
+from runtime.api.schemas import HealthDocument, Readiness
 from runtime.jobs.queue import JobQueue
 from runtime.logs import AccessLog, note_actor
 from runtime.metrics import Metrics
@@ -97,6 +97,21 @@ def create_app(*, services: Services, queue: JobQueue, metrics: Metrics) -> Fast
     @app.get("/healthz", tags=["system"], summary="Liveness: the process answers (no auth).")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["system"],
+        summary="Readiness: the settled health verdict (no auth, no details); 503 when critical.",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "The settled verdict is critical."}},
+    )
+    def readyz(response: Response) -> dict[str, str]:
+        # Only the verdict: an unauthenticated caller (the sentinel, a load balancer) learns nothing
+        # of what is wrong. Before the loop's first evaluation there is no verdict: not critical.
+        status = metrics.settled_status() or "degraded"
+        if status == "critical":
+            response.status_code = 503
+        return {"status": status}
 
     @app.get(f"{API}/health", tags=["system"], response_model=HealthDocument, responses=ERRORS)
     def health(_: Caller) -> dict[str, Any]:

@@ -25,6 +25,9 @@ class CheckpointPublic(BaseModel):
     upid: str | None
     label: str
     vmstate: bool
+    blessed: bool = False
+    blessed_at: str | None = None
+    bless_refused: str | None = None
 
 
 class CheckpointPage(BaseModel):
@@ -124,16 +127,31 @@ class AuditPage(BaseModel):
     offset: int
 
 
+HealthStatus = Literal["healthy", "degraded", "critical"]
+
+
 class HealthCheck(BaseModel):
     name: str
-    status: Literal["healthy", "degraded", "critical"]
+    status: HealthStatus = Field(description="This evaluation's status of the check.")
     detail: str
+    settled: HealthStatus | None = Field(default=None, description="The check's status after hysteresis.")
+
+
+class HealthVerdict(BaseModel):
+    status: HealthStatus
+    since: str
 
 
 class HealthDocument(BaseModel):
-    status: Literal["healthy", "degraded", "critical"]
+    status: HealthStatus = Field(description="The settled verdict (after hysteresis); what /readyz answers.")
+    instant: HealthVerdict | None = Field(default=None, description="The latest evaluation's verdict.")
+    settled: HealthVerdict | None = Field(default=None, description="The settled verdict and since when.")
     checks: list[HealthCheck]
     at: str
+
+
+class Readiness(BaseModel):
+    status: HealthStatus
 
 
 class ErrorBody(BaseModel):

@@ -21,6 +21,8 @@ What it repairs, and why each case happens:
 - A ``completed`` row whose snapshot is gone (removed by hand, or a delete died before updating the
   row): ``deleted``. One left half-deleted (``snapstate: delete``) is deleted properly first.
 - A ``deleted`` row whose snapshot exists: the delete's task did not finish. Removed.
+- A completed row without the blessing its snapshot's description records (``hub-blessed``): the
+  database was rolled back to before the blessing. The row takes the blessing back.
 
 Each row is settled on its own: a row that cannot be settled now (the VM locked by a backup, the
 database gone for a moment) is reported with the reason and left for the next run, and the rest go
@@ -172,6 +174,7 @@ class Reconciler:
                     self._adopt_or_remove(vm=vm, snap=snap, claim=claim, busy=busy, report=report)
                 else:
                     self._settle_row(row=row, vm=vm, snap=snap, busy=busy, report=report)
+                    self._restore_blessing(row=row, claim=claim, report=report)
         for uuid, row in rows.items():
             if uuid not in ours:
                 with _one_row(uuid, report):
@@ -226,6 +229,7 @@ class Reconciler:
                     upid=None,
                     label=claim.label or kind,
                     vmstate=snap.vmstate,
+                    blessed_at=claim.blessed_at,
                 )
             )
             audit.record(
@@ -241,6 +245,32 @@ class Reconciler:
                 },
             )
         report.add(claim.uuid, "imported", "Hub snapshot on Proxmox had no row")
+
+    def _restore_blessing(
+        self, *, row: CheckpointRecord, claim: naming.Ownership, report: ReconcileReport
+    ) -> None:
+        """A blessing the database forgot (it was rolled back to before the blessing) but the
+        snapshot's description keeps: Proxmox is the truth, so the row takes it back."""
+        if claim.blessed_at is None or row.blessed_at is not None:
+            return
+        with self.db.session() as s:
+            current = s.get_one(Checkpoint, row.uuid)
+            if current.status != CheckpointStatus.COMPLETED.value:
+                return
+            current.blessed_at = claim.blessed_at
+            current.bless_refused = None
+            audit.record(
+                s,
+                actor=self.actor,
+                action="reconcile.bless",
+                target=row.uuid,
+                outcome="completed",
+                details={
+                    "blessed_at": claim.blessed_at.isoformat(),
+                    "why": "the snapshot's description says blessed; the database did not know",
+                },
+            )
+        report.add(row.uuid, "blessing restored", "blessed on Proxmox, not in the database")
 
     def _settle_row(
         self, *, row: CheckpointRecord, vm: VmRef, snap: Snapshot, busy: _VmActivity, report: ReconcileReport

@@ -52,6 +52,9 @@ class CheckpointRecord:
     # scheduled checkpoints never prune each other.
     label: str = ""
     vmstate: bool = False
+    # Blessing (runtime/health/blessing.py): when it was blessed, or why it never will be.
+    blessed_at: datetime | None = None
+    bless_refused: str | None = None
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -79,6 +82,9 @@ class CheckpointRecord:
             "upid": self.upid,
             "label": self.label,
             "vmstate": self.vmstate,
+            "blessed": self.blessed_at is not None,
+            "blessed_at": iso(self.blessed_at),
+            "bless_refused": self.bless_refused,
         }
 
     @classmethod
@@ -99,6 +105,8 @@ class CheckpointRecord:
             upid=row.upid,
             label=row.label or "",
             vmstate=bool(row.vmstate),
+            blessed_at=row.blessed_at,
+            bless_refused=row.bless_refused,
         )
 
 

@@ -16,8 +16,12 @@ additionally keeps every checkpoint younger than N days that no rule above kept:
 that is "two weeks, and never fewer than the 3 newest".
 
 Everything no rule keeps is pruned. Protected checkpoints are never pruned and do not use up any
-rule's count. If every ``keep-*`` is 0 nothing is pruned at all (PBS's
-"keep all"), so a blank policy can never empty the VM's history.
+rule's count. Across all pools of a VM, ``guard_blessed`` then keeps the newest blessed checkpoint
+(``newest-blessed``) and the newest blessed one at least 7 days old (``newest-blessed-7d``): the
+recovery ladder's last rungs (issue 10) must survive any policy.
+
+If every ``keep-*`` is 0 nothing is pruned at all (PBS's "keep all"), so a blank policy can never
+empty the VM's history.
 
 This is a pure function of its input; ``CheckpointService.prune`` applies it. It is the algorithm of
 ``compute_prune_info`` in proxmox-backup (pbs-datastore/src/prune.rs), transcribed.
@@ -139,3 +143,24 @@ def _mark(
             marks[c.id] = rule
         else:
             marks[c.id] = "pruned"
+
+
+NEWEST_BLESSED = "newest-blessed"
+OLD_BLESSED = "newest-blessed-7d"
+OLD_BLESSED_AGE = timedelta(days=7)
+
+
+def guard_blessed(decisions: Sequence[Decision], *, blessed: Sequence[str], now: datetime) -> list[Decision]:
+    """Keep the newest blessed checkpoint and the newest blessed one at least 7 days old, whatever
+    the policy decided; a decision changed here names the guard as its rule. ``blessed``: the ids
+    of the blessed candidates among ``decisions``."""
+    ours = sorted((d for d in decisions if d.id in set(blessed)), key=lambda d: (d.at, d.id), reverse=True)
+    guards: dict[str, str] = {}
+    old = next((d for d in ours if d.at <= now - OLD_BLESSED_AGE), None)
+    if old is not None:
+        guards[old.id] = OLD_BLESSED
+    if ours:
+        guards.setdefault(ours[0].id, NEWEST_BLESSED)
+    return [
+        Decision(d.id, d.at, True, guards[d.id]) if d.id in guards and not d.keep else d for d in decisions
+    ]

@@ -24,10 +24,12 @@ from sqlalchemy import func, select
 
 from runtime.checkpoints.records import CheckpointKind
 from runtime.db import Checkpoint, Database
+from runtime.heartbeats import Heartbeats
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 JOB_ID = "scheduled-checkpoint"
+BEAT = "scheduler"
 
 
 def trigger_for(settings: Settings) -> CronTrigger | None:
@@ -80,6 +82,7 @@ class CheckpointScheduler:
         job: Callable[[], object],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         trigger: BaseTrigger | None = None,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -89,6 +92,7 @@ class CheckpointScheduler:
         # The lab passes an accelerated trigger; everything else uses the configured schedule.
         self._trigger = trigger
         self._scheduler = BackgroundScheduler(timezone=UTC)
+        self.heartbeats = heartbeats
 
     @property
     def enabled(self) -> bool:
@@ -106,8 +110,24 @@ class CheckpointScheduler:
         if due:
             log.info("a scheduled checkpoint was missed while the Hub was down: catching up once")
             self._scheduler.add_job(self._run, id=JOB_ID + "-catch-up")  # pyright: ignore[reportUnknownMemberType]
+        if self.heartbeats is not None:
+            # Beats through the scheduler's own executor: a dead or wedged scheduler stops beating.
+            every = self.settings.health_heartbeat_seconds
+            self._beat()
+            self._scheduler.add_job(  # pyright: ignore[reportUnknownMemberType]
+                self._beat,
+                "interval",
+                seconds=every,
+                id=JOB_ID + "-heartbeat",
+                coalesce=True,
+                max_instances=1,
+            )
         self._scheduler.start()  # pyright: ignore[reportUnknownMemberType]
         return due
+
+    def _beat(self) -> None:
+        if self.heartbeats is not None:
+            self.heartbeats.beat(BEAT, role="scheduler", every=self.settings.health_heartbeat_seconds)
 
     def next_run(self) -> datetime | None:
         job = cast(object, self._scheduler.get_job(JOB_ID))  # pyright: ignore[reportUnknownMemberType]
@@ -115,6 +135,8 @@ class CheckpointScheduler:
         return when.astimezone(UTC) if when else None
 
     def shutdown(self, *, wait: bool = True) -> None:
+        if self.heartbeats is not None:
+            self.heartbeats.forget(BEAT)
         if self._scheduler.running:
             self._scheduler.shutdown(wait=wait)  # pyright: ignore[reportUnknownMemberType]
 

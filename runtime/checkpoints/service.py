@@ -32,7 +32,7 @@ from runtime.checkpoints import naming
 from runtime.checkpoints.errors import CheckpointError, CheckpointPending, VerificationError
 from runtime.checkpoints.queries import CheckpointQueries
 from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus, default_label
-from runtime.checkpoints.retention import Candidate, Decision, RetentionPolicy, decide
+from runtime.checkpoints.retention import Candidate, Decision, RetentionPolicy, decide, guard_blessed
 from runtime.db import Checkpoint, Database
 from runtime.db.models import Machine, Project, new_uuid
 from runtime.db.retry import retry_write
@@ -302,19 +302,7 @@ class CheckpointService:
             )
         with self.locks.hold(vm_lock_name(record.vm_id), wait=self.settings.lock_wait_seconds):
             vm = self.vms.locate(record.vm_id)
-            self.proxmox.set_snapshot_description(
-                vm.node,
-                vm.vmid,
-                name=record.snapname,
-                description=naming.describe(
-                    uuid=uuid,
-                    kind=record.kind,
-                    created_at=record.created_at,
-                    reason=record.reason,
-                    protected=protected,
-                    label=record.label,
-                ),
-            )
+            self._write_description(vm, record, protected=protected, blessed_at=record.blessed_at)
             with self.db.session() as s:
                 row = s.get_one(Checkpoint, uuid)
                 row.protected = protected
@@ -328,6 +316,73 @@ class CheckpointService:
                     details={"vm_id": row.vm_id},
                 )
                 return CheckpointRecord.of(row)
+
+    def _write_description(
+        self, vm: VmRef, record: CheckpointRecord, *, protected: bool, blessed_at: datetime | None
+    ) -> None:
+        """Rewrite the snapshot's description with every field a rolled-back Hub (or the sentinel)
+        must read from Proxmox alone: protection and blessing included. Caller holds the VM lock."""
+        self.proxmox.set_snapshot_description(
+            vm.node,
+            vm.vmid,
+            name=record.snapname,
+            description=naming.describe(
+                uuid=record.uuid,
+                kind=record.kind,
+                created_at=record.created_at,
+                reason=record.reason,
+                protected=protected,
+                label=record.label,
+                blessed_at=blessed_at,
+            ),
+        )
+
+    # --------------------------------------------------------------- blessing
+
+    def bless(self, uuid: str, *, at: datetime, why: str, lock_wait: float | None = None) -> CheckpointRecord:
+        """Mark a completed checkpoint blessed (the Hub stayed healthy through the window after it):
+        on the snapshot's description first, then the row, so Proxmox never lags the database.
+        Idempotent: an already blessed checkpoint is returned as it is."""
+        record = self.show(uuid)
+        if record.blessed_at is not None:
+            return record
+        if record.status is not CheckpointStatus.COMPLETED:
+            raise UsageError(f"checkpoint {uuid} is {record.status}; only completed checkpoints are blessed")
+        wait = self.settings.lock_wait_seconds if lock_wait is None else lock_wait
+        with self.locks.hold(vm_lock_name(record.vm_id), wait=wait):
+            vm = self.vms.locate(record.vm_id)
+            self._write_description(vm, record, protected=record.protected, blessed_at=at)
+            with self.db.session() as s:
+                row = s.get_one(Checkpoint, uuid)
+                row.blessed_at = at
+                row.bless_refused = None
+                row.node = vm.node
+                audit.record(
+                    s,
+                    actor=self.actor,
+                    action="checkpoint.bless",
+                    target=uuid,
+                    outcome="completed",
+                    details={"vm_id": row.vm_id, "why": why, "decided_at": at.isoformat()},
+                )
+                return CheckpointRecord.of(row)
+
+    def refuse_blessing(self, uuid: str, *, why: str, at: datetime) -> CheckpointRecord:
+        """Record that a checkpoint will never be blessed, and why (database only: an unblessed
+        snapshot's description already says nothing of blessing)."""
+        with self.db.session() as s:
+            row = s.get_one(Checkpoint, uuid)
+            if row.blessed_at is None and row.bless_refused is None:
+                row.bless_refused = why
+                audit.record(
+                    s,
+                    actor=self.actor,
+                    action="checkpoint.bless",
+                    target=uuid,
+                    outcome="refused",
+                    details={"vm_id": row.vm_id, "why": why, "decided_at": at.isoformat()},
+                )
+            return CheckpointRecord.of(row)
 
     # ----------------------------------------------------------------- delete
 
@@ -449,6 +504,9 @@ class CheckpointService:
             # A task machine's checkpoints follow its project's rule (runtime.machines.projects).
             policy = project_policy if project_policy is not None else self.policy(label)
             decisions += decide(candidates, policy, now=now)
+        decisions = guard_blessed(
+            decisions, blessed=[r.uuid for r in rows if r.blessed_at is not None], now=now
+        )
         decisions.sort(key=lambda d: (d.at, d.id), reverse=True)
         return [PruneItem(checkpoint=by_id[d.id], keep=d.keep, rule=d.reason) for d in decisions]
 

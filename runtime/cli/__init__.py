@@ -127,12 +127,16 @@ def _report_lines(report: dict[str, Any]) -> list[str]:
 
 @app.command(epilog=examples("hubctl health", "hubctl health --json | jq .status"))
 def health(json_output: JsonOption = False) -> None:
-    """Health of the Hub: exit 0 when healthy or degraded, 1 when critical."""
-    from runtime.health import evaluate
+    """Health of the Hub, evaluated now: exit 0 when healthy or degraded, 1 when critical.
+
+    Also shows the service's settled verdict (after hysteresis) when its health loop runs."""
+    from runtime.health.loop import one_shot
 
     output.set_json(json_output)
-    doc = evaluate(services_from_settings())
+    doc = one_shot(services_from_settings())
     lines = [f"{doc['status']}"] + [f"  {c['status']:<9} {c['name']}: {c['detail']}" for c in doc["checks"]]
+    if doc["settled"] is not None:
+        lines.append(f"service's settled verdict: {doc['settled']['status']} since {doc['settled']['since']}")
     output.emit(doc, "\n".join(lines))
     if doc["status"] == "critical":
         raise typer.Exit(1)

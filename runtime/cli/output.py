@@ -85,6 +85,10 @@ def checkpoint_text(cp: dict[str, Any]) -> str:
         lines.append(f"  reason     {cp['reason']}")
     if cp.get("protected"):
         lines.append("  protected  yes")
+    if cp.get("blessed_at"):
+        lines.append(f"  blessed    {cp['blessed_at']}")
+    elif cp.get("bless_refused"):
+        lines.append(f"  blessed    never: {cp['bless_refused']}")
     if cp.get("error"):
         lines.append(f"  error      {cp['error']}")
     return "\n".join(lines)

@@ -56,6 +56,10 @@ class Checkpoint(Base):
     protected: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     label: Mapped[str | None] = mapped_column(String(32))
     vmstate: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Blessing (runtime/health/blessing.py): when the Hub proved healthy for the window after it; or
+    # why it never will be (taken while degraded, not healthy through the window). Both null: pending.
+    blessed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bless_refused: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_hub_checkpoints_vm_status", "vm_id", "status"),
@@ -89,6 +93,23 @@ class AuditEntry(Base):
             "outcome": self.outcome,
             "details": self.details,
         }
+
+
+class HealthSample(Base):
+    """One evaluation of the health loop: the instantaneous verdict, the settled one (hysteresis), and
+    each check's status. Blessing reads it; it is pruned after ``health_history_days``."""
+
+    __tablename__ = "hub_health_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    instant: Mapped[str] = mapped_column(String(16), nullable=False)
+    settled: Mapped[str] = mapped_column(String(16), nullable=False)
+    # {check name: status}, and the detail lines of the checks that were not healthy.
+    checks: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
+    problems: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+
+    __table_args__ = (Index("ix_hub_health_history_at", "at"),)
 
 
 class JobState(StrEnum):

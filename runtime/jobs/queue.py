@@ -23,9 +23,11 @@ from typing import Any, Protocol, cast
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.worker import WorkerThread
 
 from runtime.db.retry import retry_write
 from runtime.errors import DatabaseError, HubError
+from runtime.heartbeats import Heartbeats
 from runtime.jobs.registry import JobContext, JobKinds
 from runtime.jobs.store import JobStore
 from runtime.wiring import Services
@@ -46,6 +48,24 @@ class JobObserver(Protocol):
     ) -> None: ...
 
 
+class _WorkerLiveness(dramatiq.Middleware):
+    """Registers each Dramatiq worker thread with the process's heartbeats when it boots (so a thread
+    that dies is noticed) and forgets it when it shuts down on purpose."""
+
+    def __init__(self, heartbeats: Heartbeats) -> None:
+        self.heartbeats = heartbeats
+
+    def after_worker_thread_boot(self, broker: dramatiq.Broker, thread: WorkerThread) -> None:
+        self.heartbeats.watch_thread(_beat_name(thread), thread, role="worker")
+
+    def before_worker_thread_shutdown(self, broker: dramatiq.Broker, thread: WorkerThread) -> None:
+        self.heartbeats.forget(_beat_name(thread))
+
+
+def _beat_name(thread: threading.Thread) -> str:
+    return f"worker:{thread.name}"
+
+
 class JobQueue:
     def __init__(
         self,
@@ -61,6 +81,8 @@ class JobQueue:
         self.store = JobStore(services.ready_db())
         url = services.settings.redis_url
         self.broker: dramatiq.Broker = RedisBroker(url=url) if url else StubBroker()
+        self.heartbeats = services.heartbeats
+        self.broker.add_middleware(_WorkerLiveness(self.heartbeats))
         # Our jobs are not retried by the queue: a failed checkpoint is a result to report, and the
         # operation's own retries (Proxmox client) already ran.
         self.actor: dramatiq.Actor[[str], None] = dramatiq.Actor(
@@ -158,7 +180,16 @@ class JobQueue:
         context = JobContext(services=self.services, actor=job["actor"], progress=progress)
         outcome: dict[str, Any]
         try:
-            outcome = {"result": self.kinds.get(kind).run(context, job["params"])}
+            job_kind = self.kinds.get(kind)
+            # While the job runs, its thread counts as alive up to the kind's timeout; past it, hung.
+            timeout = job_kind.timeout_seconds or self.services.settings.longest_vm_operation_seconds
+            with self.heartbeats.busy(
+                _beat_name(threading.current_thread()),
+                role="worker",
+                what=f"job {job_id} ({kind})",
+                timeout=timeout,
+            ):
+                outcome = {"result": job_kind.run(context, job["params"])}
         except HubError as exc:
             outcome = {"error": str(exc)}
             self.abnormal_end.set()

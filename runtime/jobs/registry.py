@@ -42,6 +42,9 @@ class JobKind(Generic[P]):
     params: type[P]
     handler: Callable[[JobContext, P], dict[str, Any]]
     summary: str = ""
+    # How long one job of this kind may run before its worker thread counts as hung (health); None:
+    # the longest a VM operation can take under the configured bounds.
+    timeout_seconds: float | None = None
 
     def parse(self, raw: dict[str, Any]) -> P:
         """The typed parameters, or a UsageError naming the first bad field."""

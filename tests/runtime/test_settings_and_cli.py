@@ -185,7 +185,16 @@ def test_health_reports_each_check(sqlite_hubenv: HubEnv, pve: Any) -> None:
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["status"] == "healthy"
-    assert {c["name"] for c in doc["checks"]} == {"database", "checkpoints", "proxmox", "hub_vm"}
+    assert {c["name"] for c in doc["checks"]} == {
+        "database",
+        "checkpoints",
+        "jobs",
+        "proxmox",
+        "hub_vm",
+        "hub_vm_usage",
+        "disk",
+        "memory",
+    }
     pve.vm(100).status = "stopped"
     down = sqlite_hubenv.run("health", "--json")
     assert down.returncode == 1
