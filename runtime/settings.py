@@ -231,6 +231,14 @@ class Settings(BaseSettings):
     # Apprise URLs (several separated by spaces or commas); unset: alerts go to the log only.
     alert_urls: SecretStr | None = None
 
+    @field_validator("task_networks", mode="before")
+    @classmethod
+    def _networks_list(cls, value: object) -> object:
+        # The environment spells them comma-separated; the settings file hubinfra renders has a list.
+        if isinstance(value, list):
+            return ",".join(str(item) for item in value)  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
+        return value
+
     @field_validator("checkpoint_schedule")
     @classmethod
     def _valid_schedule(cls, value: str | None) -> str | None:
