@@ -8,6 +8,7 @@ from runtime.db.models import (
     Job,
     JobState,
     Lease,
+    Worker,
 )
 from runtime.db.session import Database
 
@@ -20,4 +21,5 @@ __all__ = [
     "Job",
     "JobState",
     "Lease",
+    "Worker",
 ]
