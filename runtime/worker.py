@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from runtime import domains, logs
@@ -40,6 +41,7 @@ def run_worker(
     say: Callable[[str], None],
     threads: int | None = None,
     kinds: JobKinds | None = None,
+    alive_file: Path | None = None,
 ) -> int:
     """Run job workers until SIGTERM/SIGINT. ``kinds``: the domains' (benchmarks add their own)."""
     if settings.redis_url is None:
@@ -65,6 +67,8 @@ def run_worker(
             return 0
         count = threads or settings.worker_threads or DEFAULT_THREADS
         queue = JobQueue(services, kinds=kinds or domains.job_kinds(), worker_threads=count, role="worker")
+        if alive_file is not None:  # touched at each heartbeat written: the container's health check
+            queue.registry.on_beat = alive_file.touch
         # Queued messages are in Redis already; the leader sends again the ones that were lost.
         queue.start_workers(resend_queued=False)
         redis = urlsplit(settings.redis_url)

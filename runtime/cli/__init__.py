@@ -173,6 +173,10 @@ def worker(
         int | None,
         typer.Option("--threads", min=1, max=32, help="Job threads (default HUB_WORKER_THREADS, else 2)."),
     ] = None,
+    alive_file: Annotated[
+        Path | None,
+        typer.Option("--alive-file", help="Touched at every heartbeat written (for a health check)."),
+    ] = None,
 ) -> None:
     """Run job workers only, on the shared Redis broker (needs HUB_REDIS_URL; SIGTERM stops gracefully)."""
     process.long_running()
@@ -180,7 +184,10 @@ def worker(
     from runtime.worker import run_worker
 
     code = run_worker(
-        load_settings(), threads=threads, say=lambda m: output.errors.print(f"hub: {m}", markup=False)
+        load_settings(),
+        threads=threads,
+        alive_file=alive_file,
+        say=lambda m: output.errors.print(f"hub: {m}", markup=False),
     )
     if code:
         raise typer.Exit(code)

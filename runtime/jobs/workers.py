@@ -26,6 +26,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -56,6 +57,8 @@ class WorkerRegistry:
         self.token = holder_token()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Told after every heartbeat written (``hubctl worker --alive-file``: a container health check).
+        self.on_beat: Callable[[], None] | None = None
 
     # ------------------------------------------------------------- this one
 
@@ -90,11 +93,15 @@ class WorkerRegistry:
         """Register, then heartbeat from a thread until ``stop``. A heartbeat that fails (the
         database briefly away) is retried at the next tick: the stale interval is several ticks."""
         self.register()
+        if self.on_beat is not None:
+            self.on_beat()
 
         def beat() -> None:
             while not self._stop.wait(self.timing.heartbeat):
                 try:
                     self.heartbeat()
+                    if self.on_beat is not None:
+                        self.on_beat()
                 except HubError as exc:
                     log.warning("worker heartbeat failed (will retry): %s", exc)
 
