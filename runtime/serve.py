@@ -4,8 +4,8 @@ Start-up pipeline, in order: bind the socket, wait for the database (bounded), m
 run the service in this process, or (``--api-processes N`` > 1) start N copies of it that share the
 bound socket and supervise them (``_supervise``).
 
-The service in one process: register as a job worker and start the workers (which first re-enqueue
-every job still queued), become a candidate for the ``leader`` lease, then serve HTTP. The process
+The service in one process: become a candidate for the ``leader`` lease, register as a job worker
+and start the workers (which first re-enqueue every job still queued), then serve HTTP. The process
 that holds the lease (``_LeaderRoles``) reconciles with Proxmox, fails the jobs whose worker is dead
 (stale heartbeat: runtime/jobs/workers.py; their effects were just reconciled), and runs the
 scheduler, the health loop and the reconcile loop; when it loses the lease it stops those, not the
@@ -109,16 +109,18 @@ def serve(
         queue = JobQueue(
             services, kinds=domains.job_kinds(), worker_threads=settings.worker_threads, observer=metrics
         )
-        if settings.worker_threads:
-            queue.start_workers()
         roles = _LeaderRoles(services, queue, metrics, say=say)
         leadership = Leadership(
             DbLease(services.db, LEADER_LEASE, ttl=settings.leader_lease_seconds),
             on_gain=roles.start,
             on_loss=roles.stop,
         )
-        leadership.start()  # a lone process leads from here, its start-up reconcile done before HTTP
+        # A lone process leads from here: its start-up reconcile and sweep run before its workers
+        # start (no job contends with them for a VM lock) and before HTTP, as they always did.
+        leadership.start()
         roles.at_start = False
+        if settings.worker_threads:
+            queue.start_workers()
         if not leadership.leading:
             say("another process leads (scheduler, health and reconcile loops): this one serves and works")
         app = create_app(services=services, queue=queue, metrics=metrics)
