@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,7 +21,8 @@ from urllib.parse import parse_qs
 import pytest
 from sqlalchemy import select
 
-from runtime.db import Job, Lease, Worker
+from runtime.checkpoints import naming
+from runtime.db import Checkpoint, Job, Lease, Worker
 from runtime.jobs.store import INTERRUPTED
 from runtime.serve import LEADER_LEASE
 from tests.support.hubenv import HUBCTL, HubEnv, make_env, one_line_error
@@ -122,6 +124,10 @@ def _leader_pid(env: HubEnv) -> int | None:
         return int(lease.holder.split(":")[1]) if lease is not None else None
 
 
+def _scheduled(env: HubEnv) -> list[Job]:
+    return [job for job in _jobs(env) if job.actor == "scheduler"]
+
+
 def _jobs(env: HubEnv) -> list[Job]:
     with env.services().db.session() as s:
         return list(s.scalars(select(Job)))
@@ -137,11 +143,28 @@ def shared(pve: Any, fakepve_cafile: str, tmp_path: Path, postgres_url: str, red
 def test_two_serves_and_two_workers_run_each_job_once_with_one_leader_taken_over(
     shared: HubEnv, pve: Any
 ) -> None:
+    # A scheduled checkpoint two years ago and a yearly schedule: the scheduler queues exactly one
+    # catch-up run where it starts. Two schedulers would queue two.
+    with shared.services().db.session() as s:
+        uuid_ = str(uuid.uuid4())
+        s.add(
+            Checkpoint(
+                uuid=uuid_,
+                vm_id=100,
+                node="pve1",
+                snapname=naming.snapname_for(uuid_),
+                kind="scheduled",
+                status="deleted",
+                created_at=datetime.now(UTC) - timedelta(days=730),
+                deleted_at=datetime.now(UTC) - timedelta(days=700),
+            )
+        )
+    yearly = {"HUB_CHECKPOINT_SCHEDULE": "0 0 1 1 *"}
     procs: list[Proc] = []
     try:
-        a, svc_a = _serve(shared, "serve-a")
+        a, svc_a = _serve(shared, "serve-a", **yearly)
         procs.append(a)
-        b, svc_b = _serve(shared, "serve-b")
+        b, svc_b = _serve(shared, "serve-b", **yearly)
         procs.append(b)
         procs += [Proc(shared, f"worker-{i}", "worker") for i in (1, 2)]
         pids = {p.pid for p in procs}
@@ -154,6 +177,9 @@ def test_two_serves_and_two_workers_run_each_job_once_with_one_leader_taken_over
         assert leader in (a.pid, b.pid)
         leading = [p for p in (a, b) if "leading: scheduler" in p.text()]
         assert [p.pid for p in leading] == [leader]
+
+        (catch_up,) = _until(lambda: _scheduled(shared), what="the leader's catch-up run")
+        assert svc_a.wait_job(catch_up.id, timeout=120)["state"] == "succeeded"
 
         pve.requests.clear()
         submitted = [
@@ -179,6 +205,8 @@ def test_two_serves_and_two_workers_run_each_job_once_with_one_leader_taken_over
         _until(lambda: "leading: scheduler" in heir.text(), timeout=30, what="the heir to start the loops")
         # The killed one's registry row is removed by the new leader's sweep (nothing of it to settle).
         _until(lambda: dead.pid not in _workers(shared), timeout=30, what="the dead serve's row removed")
+        # The heir's scheduler started too, and found nothing to catch up: still the one run.
+        assert [j.id for j in _scheduled(shared)] == [catch_up.id]
         survivor = svc_b if heir is b else svc_a
         again = survivor.wait_job(survivor.post("/api/v1/checkpoints", {}).json()["id"], timeout=60)
         assert again["state"] == "succeeded"
