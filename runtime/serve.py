@@ -54,6 +54,8 @@ LEADER_LEASE = "leader"
 # A child API process that dies sooner than this after its start is not restarted: it would die
 # again (bad settings, a broken database); the whole service exits 1 and its supervisor decides.
 CHILD_MIN_LIFE_SECONDS = 30.0
+# pg_advisory_lock key for migrations at start (any fixed 64-bit number; "hubmigr" in ASCII).
+MIGRATION_LOCK_KEY = 0x6875626D69677272
 
 
 def wait_for_database(db: Database, *, timeout: float, say: Callable[[str], None]) -> None:
@@ -85,7 +87,7 @@ def serve(
     services = Services(settings, proxmox_observer=metrics, lock_observer=metrics)
     wait_for_database(services.db, timeout=settings.db_wait_seconds, say=say)
     if not child:  # the parent migrated, and stored the token, before starting its children
-        before, after = services.db.upgrade()
+        before, after = _migrate(services.db)
         if settings.api_token_sha256 is not None:  # the token `pulumi up` made: usable without logging in
             TokenStore(services.db).ensure(
                 name=BOOTSTRAP_TOKEN_NAME, sha256=settings.api_token_sha256, actor="hubinfra"
@@ -306,6 +308,27 @@ def _supervise(
             child.kill()
             child.wait(timeout=10)
     return code
+
+
+def _migrate(db: Database) -> tuple[str | None, str]:
+    """Migrate, one ``serve`` at a time: several may start at once on one PostgreSQL (scale-out),
+    and two Alembic runs on an empty database would both create the same tables. A session-level
+    advisory lock serialises them (the next one then finds nothing to do); PostgreSQL frees it if
+    the holder's connection dies. SQLite is one file on one host: its own write lock suffices."""
+    if db.engine.dialect.name != "postgresql":
+        return db.upgrade()
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                return db.upgrade()
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot migrate: {str(exc.orig).splitlines()[0]}") from None
 
 
 def _logged(message: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from runtime.checkpoints import naming
@@ -318,3 +319,32 @@ def test_serve_with_api_processes_shares_one_socket_with_one_leader(shared: HubE
         timeout=60,
         what="the children to stop after their parent was killed",
     )
+
+
+def test_serves_starting_at_once_on_an_empty_database_all_come_up(
+    pve: Any, fakepve_cafile: str, tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    """Each serve migrates at start; started together on an empty PostgreSQL they take turns (an
+    advisory lock) instead of creating the same tables twice."""
+    env = make_env(pve, fakepve_cafile, tmp_path, postgres_url, HUB_REDIS_URL=redis_url)
+    ports = [free_port() for _ in range(3)]
+    procs = [Proc(env, f"serve-{i}", "serve", "--port", str(port)) for i, port in enumerate(ports)]
+    try:
+
+        def all_up() -> bool:
+            for proc, port in zip(procs, ports, strict=True):
+                assert proc.process.poll() is None, proc.text()
+                try:
+                    requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).raise_for_status()
+                except requests.RequestException:
+                    return False
+            return True
+
+        _until(all_up, timeout=120, what="every serve to come up")
+        db = env.services().db
+        assert db.current_revision() == db.head_revision()
+    finally:
+        for proc in procs:
+            proc.stop()
+    for proc in procs:
+        assert "Traceback" not in proc.text(), proc.text()
