@@ -348,3 +348,20 @@ def test_serves_starting_at_once_on_an_empty_database_all_come_up(
             proc.stop()
     for proc in procs:
         assert "Traceback" not in proc.text(), proc.text()
+
+
+def test_a_worker_waits_for_the_schema_and_says_so_when_it_never_comes(
+    pve: Any, fakepve_cafile: str, tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    """A worker does not migrate (two migrating at once could collide): on an empty database it waits,
+    bounded, then says what to run, in one line, exit 1."""
+    env = make_env(pve, fakepve_cafile, tmp_path, postgres_url, HUB_REDIS_URL=redis_url)
+    result = env.run("worker", HUB_DB_WAIT_SECONDS="2", timeout=120)
+    assert result.returncode == 1, result.stderr
+    # Before it: its own log record saying it waits (JSON off a terminal); then the one error line.
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert (
+        line.startswith("hubctl: error:") and "schema is at nothing" in line and "hubctl db upgrade" in line
+    )
+    assert env.services().db.current_revision() is None  # it did not migrate
