@@ -1,21 +1,28 @@
 """Leases: a role that exactly one process may hold at a time, in the database every process shares.
 
-``hubctl serve`` runs the scheduler, the periodic reconcile and the sweep of orphaned jobs: run
-twice on one database they would take every scheduled checkpoint twice and mark each other's running
-jobs interrupted. So the service takes the ``service`` lease at start and renews it while it runs; a
-second one finds it held and refuses to start, naming the holder. A holder that dies stops renewing,
-and its lease lapses after its TTL, so a restarted service is never locked out for long.
+``hubctl serve`` runs the scheduler, the health loop and the periodic reconcile (with its sweep of
+jobs whose worker died): run twice on one database they would take every scheduled checkpoint twice.
+Several ``serve`` processes may share a database (scale-out, and ``--api-processes``), so those
+loops run under the ``leader`` lease (``Leadership``): every serve process is a candidate, the one
+that takes the lease starts the loops and renews it every third of its TTL, the others try again at
+the same pace. A holder that dies stops renewing and its lease lapses after its TTL (at once when
+it was a process on this host that provably died: ``runtime.locks.holder_alive``), and the next
+candidate takes it. A holder that cannot renew for a whole TTL (the database away) stops its loops,
+since another process may by then hold the lease; it stays a candidate.
 
-The lease lives in the database rather than in Redis because the database is what the two
-processes would corrupt, and it is there on the embedded default too. Taking it is one conditional
-UPDATE (or an INSERT when the row does not exist yet): the database's own row locking decides
-between two processes starting at the same instant.
+The lease lives in the database rather than in Redis because the database is what two leaders would
+corrupt, it is there on the embedded default too (where Redis is not), and its clock of record is
+one place: a leader that cannot reach the database cannot do the leader's work anyway. Taking it is
+one conditional UPDATE (or an INSERT when the row does not exist yet): the database's own row
+locking decides between two processes starting at the same instant.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -82,9 +89,17 @@ class DbLease:
                     log.warning("took over the %s lease from %s, which is gone", self.name, who)
                     return
         raise LeaseHeld(
-            f"another hubctl serve ({who}) holds the {self.name} lease on this database (until "
-            f"{until}, renewed while it runs); refusing to start a second one"
+            f"another process ({who}) holds the {self.name} lease on this database (until {until}, "
+            "renewed while it runs)"
         )
+
+    def holder_now(self) -> str | None:
+        """Who holds the lease now (None when nobody does)."""
+        with self.db.session() as s:
+            current = s.get(Lease, self.name)
+            if current is None or current.expires_at < datetime.now(UTC):
+                return None
+            return current.holder
 
     def renew(self) -> bool:
         """Extend our lease; False when it is no longer ours (it lapsed and someone took it)."""
@@ -127,3 +142,75 @@ class DbLease:
                 s.execute(delete(Lease).where(Lease.name == self.name, Lease.holder == self.holder))
         except HubError as exc:  # it lapses by itself after its TTL
             log.warning("could not release the %s lease: %s", self.name, exc)
+
+
+class Leadership:
+    """Be a candidate for ``lease``: ``on_gain`` when it is taken, ``on_loss`` when it is lost.
+
+    One thread tries to take the lease (or renews it, when held) every ``ttl / 3``. The callbacks
+    run on that thread, so they must be quick (start or stop threads, not do the work): a slow one
+    would delay the renewal past the TTL."""
+
+    def __init__(self, lease: DbLease, *, on_gain: Callable[[], None], on_loss: Callable[[], None]) -> None:
+        self.lease = lease
+        self.on_gain = on_gain
+        self.on_loss = on_loss
+        self.every = lease.ttl / 3
+        self.leading = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._renewed = 0.0
+
+    def start(self) -> None:
+        """Try once now (so a lone process leads from its start), then keep trying in a thread."""
+        self._tick()
+        self._thread = threading.Thread(target=self._run, name=f"leader-{self.lease.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop being a candidate; hand the lease back at once when held (the next one need not wait
+        for its TTL)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.leading:
+            self._lose()
+            self.lease.release()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._tick()
+
+    def _tick(self) -> None:
+        try:
+            if not self.leading:
+                self.lease.acquire()
+                self._renewed = time.monotonic()
+                self.leading = True
+                log.info("took the %s lease (%s)", self.lease.name, self.lease.holder)
+                self.on_gain()
+            elif self.lease.renew():
+                self._renewed = time.monotonic()
+            else:
+                log.error(
+                    "the %s lease was taken by another process: stopping its work here", self.lease.name
+                )
+                self._lose()
+        except LeaseHeld:
+            pass
+        except HubError as exc:
+            log.warning("%s lease: %s (will retry)", self.lease.name, exc)
+            if self.leading and time.monotonic() - self._renewed > self.lease.ttl:
+                log.error(
+                    "could not renew the %s lease for its whole TTL: stopping its work here", self.lease.name
+                )
+                self._lose()
+        except Exception:  # a callback's bug must not end the candidacy
+            log.exception("%s lease: unexpected failure", self.lease.name)
+
+    def _lose(self) -> None:
+        self.leading = False
+        try:
+            self.on_loss()
+        except Exception:
+            log.exception("stopping the %s lease's work failed", self.lease.name)

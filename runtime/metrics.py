@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -26,7 +27,9 @@ from sqlalchemy import func, select
 
 from hubcore.proxmox.errors import ProxmoxError
 from runtime.db import Checkpoint
-from runtime.health import ORDER
+from runtime.errors import HubError
+from runtime.health import ORDER, history
+from runtime.health.history import max_gap
 from runtime.health.loop import one_shot
 from runtime.wiring import Services
 
@@ -150,6 +153,11 @@ class Metrics:
         )
         self._lock = threading.Lock()
         self._latest: dict[str, Any] | None = None
+        # When this process's own health loop last published (monotonic); None: it runs no loop
+        # (another process leads) or has not ticked yet.
+        self._latest_at = 0.0
+        self._loop_published: float | None = None
+        self._shared: tuple[float, str | None] | None = None  # (monotonic read time, verdict)
 
     # ----------------------------------------------------------- observers
 
@@ -216,11 +224,12 @@ class Metrics:
     def refresh(self, services: Services) -> dict[str, Any]:
         """One evaluation outside the health loop (before its first tick), published."""
         doc = one_shot(services)
-        self.publish_health(services, doc)
+        self.publish_health(services, doc, from_loop=False)
         return doc
 
-    def publish_health(self, services: Services, doc: dict[str, Any]) -> None:
-        """The health loop's document: served as it is, and exported as gauges. Never raises."""
+    def publish_health(self, services: Services, doc: dict[str, Any], *, from_loop: bool = True) -> None:
+        """The health loop's document (or a one-off evaluation's): served as it is, and exported as
+        gauges. Never raises."""
         self.health.set(ORDER[doc["status"]])
         self.instant.set(ORDER[(doc.get("instant") or doc)["status"]])
         for check in doc["checks"]:
@@ -241,16 +250,57 @@ class Metrics:
             pass
         with self._lock:
             self._latest = doc
+            self._latest_at = time.monotonic()
+            if from_loop:
+                self._loop_published = self._latest_at
+
+    def _loop_is_here(self, services: Services) -> bool:
+        with self._lock:
+            published = self._loop_published
+        return published is not None and time.monotonic() - published <= max_gap(services.settings)
 
     def latest_health(self, services: Services) -> dict[str, Any]:
+        """The loop's document in the process that runs it. Any other process (a follower among
+        several API processes) evaluates afresh when its copy is older than one interval: its
+        ``settled`` part comes from the history the leader writes, so every process agrees."""
+        if self._loop_is_here(services):
+            with self._lock:
+                doc = self._latest
+            if doc is not None:
+                return doc
         with self._lock:
-            doc = self._latest
-        return doc if doc is not None else self.refresh(services)
+            doc, at = self._latest, self._latest_at
+        if doc is not None and time.monotonic() - at < services.settings.health_interval_seconds:
+            return doc
+        return self.refresh(services)
 
-    def settled_status(self) -> str | None:
-        """The latest settled verdict, or None before the health loop's first evaluation."""
+    def settled_status(self, services: Services) -> str | None:
+        """The settled verdict, or None when there is none yet (before the first evaluation).
+
+        In the process whose loop evaluates, its own; in any other (several API processes share one
+        port, and the sentinel's probe lands on any of them), the leader's latest verdict from the
+        health history, read at most once a second. A verdict older than the loop's longest gap is
+        no verdict. A database that cannot be read is critical: the Hub cannot work without it."""
+        if self._loop_is_here(services):
+            with self._lock:
+                return None if self._latest is None else str(self._latest["status"])
+        now = time.monotonic()
         with self._lock:
-            return None if self._latest is None else str(self._latest["status"])
+            shared = self._shared
+        if shared is not None and now - shared[0] < 1.0:
+            return shared[1]
+        try:
+            sample = history.latest(services.db)
+        except HubError:
+            verdict: str | None = "critical"
+        else:
+            fresh = sample is not None and (datetime.now(UTC) - sample.at).total_seconds() <= max_gap(
+                services.settings
+            )
+            verdict = sample.settled if fresh and sample is not None else None
+        with self._lock:
+            self._shared = (now, verdict)
+        return verdict
 
 
 def _checkpoint_seconds(result: dict[str, Any]) -> float | None:

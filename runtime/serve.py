@@ -1,13 +1,22 @@
-"""``hubctl serve``: the Hub as a service: API, job workers, scheduler and health loop in one process.
+"""``hubctl serve``: the Hub as a service: API, job workers, and (on one process) the leader's loops.
 
-Start-up pipeline, in order: wait for the database (bounded), migrate, reconcile with Proxmox, fail
-the jobs a dead process left running (their effects were just reconciled), start the workers (which
-first re-enqueue every job still queued), the scheduler and the health loop, then serve HTTP.
+Start-up pipeline, in order: bind the socket, wait for the database (bounded), migrate, then either
+run the service in this process, or (``--api-processes N`` > 1) start N copies of it that share the
+bound socket and supervise them (``_supervise``).
 
-Shutdown on SIGTERM/SIGINT (uvicorn handles the signal): stop accepting requests, stop the scheduler,
-let the running job finish within a grace period (what does not finish is left to reconcile at the
-next start), exit 0. One orchestrator per Hub is assumed (compose runs one): a second one sharing
-the database would see the first one's running jobs as interrupted.
+The service in one process: become a candidate for the ``leader`` lease, register as a job worker
+and start the workers (which first re-enqueue every job still queued), then serve HTTP. The process
+that holds the lease (``_LeaderRoles``) reconciles with Proxmox, fails the jobs whose worker is dead
+(stale heartbeat: runtime/jobs/workers.py; their effects were just reconciled), and runs the
+scheduler, the health loop and the reconcile loop; when it loses the lease it stops those, not the
+API nor its workers. So any number of ``serve`` and ``hubctl worker`` processes may share one
+PostgreSQL and Redis: the loops run on exactly one of them, and the next one takes them over when
+that one dies (runtime/leases.py). On the embedded default (SQLite, in-process jobs) the one process
+takes the lease at start and everything runs as before.
+
+Shutdown on SIGTERM/SIGINT (uvicorn handles the signal): stop accepting requests, hand the lease
+back, stop the scheduler, let the running job finish within a grace period (what does not finish is
+left to reconcile), exit 0.
 """
 
 from __future__ import annotations
@@ -15,9 +24,12 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 
@@ -30,7 +42,7 @@ from runtime.errors import DatabaseError, HubError, OperationError
 from runtime.fleet.reconcile import reconcile_owned
 from runtime.health.loop import run_health_loop
 from runtime.jobs.queue import JobQueue
-from runtime.leases import DbLease
+from runtime.leases import DbLease, Leadership
 from runtime.machines.cluster_sync import sync_machines
 from runtime.metrics import Metrics
 from runtime.settings import Settings
@@ -39,10 +51,12 @@ from runtime.wiring import Services
 
 log = logging.getLogger("hub.service")
 SHUTDOWN_GRACE_MS = 30_000
-SERVICE_LEASE = "service"
-# Renewed every third of it: a live service keeps it through two missed renewals (a database
-# restart); a dead one frees it within this long.
-LEASE_TTL_SECONDS = 30.0
+LEADER_LEASE = "leader"
+# A child API process that dies sooner than this after its start is not restarted: it would die
+# again (bad settings, a broken database); the whole service exits 1 and its supervisor decides.
+CHILD_MIN_LIFE_SECONDS = 30.0
+# pg_advisory_lock key for migrations at start (any fixed 64-bit number; "hubmigr" in ASCII).
+MIGRATION_LOCK_KEY = 0x6875626D69677272
 
 
 def wait_for_database(db: Database, *, timeout: float, say: Callable[[str], None]) -> None:
@@ -61,65 +75,57 @@ def wait_for_database(db: Database, *, timeout: float, say: Callable[[str], None
             time.sleep(1.0)
 
 
-def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None]) -> int:
-    sock = _listen(host, port)  # a busy port or a bad host is one line and exit 1, before anything else
+def serve(
+    settings: Settings, *, host: str, port: int, say: Callable[[str], None], socket_fd: int | None = None
+) -> int:
+    """Run the service; ``socket_fd``: a child of ``_supervise`` serving on its parent's socket."""
+    child = socket_fd is not None
+    # A busy port or a bad host is one line and exit 1, before anything else.
+    sock = socket.socket(fileno=socket_fd) if child else _listen(host, port)
     if logs.configure(settings.log_level.value):
         say = _logged  # off a terminal the pipeline's own lines are JSON records like every other line
     metrics = Metrics()
     services = Services(settings, proxmox_observer=metrics, lock_observer=metrics)
     wait_for_database(services.db, timeout=settings.db_wait_seconds, say=say)
-    before, after = services.db.upgrade()
-    lease = DbLease(services.db, SERVICE_LEASE, ttl=LEASE_TTL_SECONDS)
-    lease.acquire()  # a second serve on this database stops here, naming the first, in one line
-    if settings.api_token_sha256 is not None:  # the token `pulumi up` made: usable without logging in
-        TokenStore(services.db).ensure(
-            name=BOOTSTRAP_TOKEN_NAME, sha256=settings.api_token_sha256, actor="hubinfra"
-        )
-    migrated = f" (migrated from {before or 'an empty database'})" if before != after else ""
-    say(f"database at {after}{migrated}")
-    stop = threading.Event()
+    if not child:  # the parent migrated, and stored the token, before starting its children
+        before, after = _migrate(services.db)
+        if settings.api_token_sha256 is not None:  # the token `pulumi up` made: usable without logging in
+            TokenStore(services.db).ensure(
+                name=BOOTSTRAP_TOKEN_NAME, sha256=settings.api_token_sha256, actor="hubinfra"
+            )
+        migrated = f" (migrated from {before or 'an empty database'})" if before != after else ""
+        say(f"database at {after}{migrated}")
+        processes = settings.effective_api_processes()
+        if processes > 1:
+            services.close()
+            try:
+                return _supervise(sock, processes=processes, host=host, port=port, say=say)
+            finally:
+                sock.close()
+                logs.shutdown()
     queue: JobQueue | None = None
-    scheduler: CheckpointScheduler | None = None
-    loops: list[threading.Thread] = []
+    leadership: Leadership | None = None
     try:
         hub_vmid = settings.vmid if settings.proxmox_configured else None
         if hub_vmid is None:
             say("Proxmox not configured: serving without checkpoints (health is critical)")
-        else:
-            _startup_step("reconcile at start", lambda: _reconcile_once(services, say=say), say)
         queue = JobQueue(
             services, kinds=domains.job_kinds(), worker_threads=settings.worker_threads, observer=metrics
         )
-        interrupted = queue.sweep_orphans()
-        if interrupted:
-            say(f"{len(interrupted)} job(s) interrupted by the previous stop marked failed")
-        queue.start_workers()
-        if hub_vmid is not None:
-            scheduler = CheckpointScheduler(
-                settings=settings,
-                db=services.db,
-                vmid=hub_vmid,
-                job=lambda: _submit_scheduled(queue),
-                heartbeats=services.heartbeats,
-            )
-            if scheduler.start():
-                say("a scheduled checkpoint was missed while the Hub was down: one catch-up run queued")
-        loops = [
-            threading.Thread(
-                target=run_health_loop,
-                args=(services, metrics, settings, stop),
-                name="health-loop",
-                daemon=True,
-            ),
-            threading.Thread(
-                target=_reconcile_loop,
-                args=(services, queue, settings, stop),
-                name="reconcile-loop",
-                daemon=True,
-            ),
-        ]
-        for loop in loops:
-            loop.start()
+        roles = _LeaderRoles(services, queue, metrics, say=say)
+        leadership = Leadership(
+            DbLease(services.db, LEADER_LEASE, ttl=settings.leader_lease_seconds),
+            on_gain=roles.start,
+            on_loss=roles.stop,
+        )
+        # A lone process leads from here: its start-up reconcile and sweep run before its workers
+        # start (no job contends with them for a VM lock) and before HTTP, as they always did.
+        leadership.start()
+        roles.at_start = False
+        if settings.worker_threads:
+            queue.start_workers()
+        if not leadership.leading:
+            say("another process leads (scheduler, health and reconcile loops): this one serves and works")
         app = create_app(services=services, queue=queue, metrics=metrics)
         say(f"serving on http://{host}:{port} (API under /api/v1, liveness at /healthz)")
         server = uvicorn.Server(
@@ -134,12 +140,6 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
                 access_log=False,
             )
         )
-
-        def lost() -> None:
-            say("the service lease was taken by another process: stopping")
-            server.should_exit = True
-
-        lease.keep_renewed(every=LEASE_TTL_SECONDS / 3, on_lost=lost)
         # uvicorn re-raises the signal it caught once it has shut down, to hand it to the handler that
         # was installed before it. Install ours first, so that re-raise ends up here instead of
         # killing the process before the workers and scheduler are stopped.
@@ -147,19 +147,190 @@ def serve(settings: Settings, *, host: str, port: int, say: Callable[[str], None
             signal.signal(sig, _already_handled)
         server.run(sockets=[sock])
     finally:
-        say("stopping: scheduler, workers (the running job may finish), loops")
-        stop.set()
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
+        say("stopping: leader's loops (if leading), workers (the running job may finish)")
+        if leadership is not None:
+            leadership.stop()  # hands the lease back at once: the next leader need not wait its TTL
         if queue is not None:
             queue.stop_workers(timeout_ms=SHUTDOWN_GRACE_MS)
-        for loop in loops:
-            loop.join(timeout=5)
-        lease.release()
         services.close()
         sock.close()
         logs.shutdown()
     return 0
+
+
+class _LeaderRoles:
+    """What only the leader runs: start-up reconcile and sweep, scheduler, health and reconcile loops.
+
+    ``start``/``stop`` are Leadership's callbacks. The first gain, during start-up, does its
+    reconcile before HTTP is served (as a lone Hub always did); a later one (taking over from a dead
+    leader) does it on a thread of its own, so the lease keeps being renewed meanwhile."""
+
+    def __init__(self, services: Services, queue: JobQueue, metrics: Metrics, *, say: Callable[[str], None]):
+        self.services = services
+        self.queue = queue
+        self.metrics = metrics
+        self.say = say
+        self.at_start = True
+        self._stop = threading.Event()
+        self._scheduler: CheckpointScheduler | None = None
+        self._threads: list[threading.Thread] = []
+        self._guard = threading.Lock()
+
+    def start(self) -> None:
+        self._stop = threading.Event()
+        self.say("leading: scheduler, health and reconcile loops run in this process")
+        if self.at_start:
+            self._lead(self._stop)
+        else:
+            lead = threading.Thread(target=self._lead, args=(self._stop,), name="leader-start", daemon=True)
+            self._threads = [lead]
+            lead.start()
+
+    def _lead(self, stop: threading.Event) -> None:
+        settings, services, queue, say = self.services.settings, self.services, self.queue, self.say
+        hub_vmid = settings.vmid if settings.proxmox_configured else None
+        if hub_vmid is not None:
+            _startup_step("reconcile at start", lambda: _reconcile_once(services, say=say), say)
+        interrupted: list[str] = []
+        _startup_step("sweep", lambda: interrupted.extend(queue.sweep_orphans()), say)
+        if interrupted:
+            say(f"{len(interrupted)} job(s) interrupted by a stopped worker marked failed")
+        with self._guard:
+            if stop.is_set():  # lost the lease while reconciling
+                return
+            if hub_vmid is not None:
+                self._scheduler = CheckpointScheduler(
+                    settings=settings,
+                    db=services.db,
+                    vmid=hub_vmid,
+                    job=lambda: _submit_scheduled(queue),
+                    heartbeats=services.heartbeats,
+                )
+                if self._scheduler.start():
+                    say("a scheduled checkpoint was missed while no Hub led: one catch-up run queued")
+            loops = [
+                threading.Thread(
+                    target=run_health_loop,
+                    args=(services, self.metrics, settings, stop),
+                    name="health-loop",
+                    daemon=True,
+                ),
+                threading.Thread(
+                    target=_reconcile_loop,
+                    args=(services, queue, settings, stop),
+                    name="reconcile-loop",
+                    daemon=True,
+                ),
+            ]
+            for loop in loops:
+                loop.start()
+            self._threads = [*self._threads, *loops]
+
+    def stop(self) -> None:
+        self.say("no longer leading: scheduler, health and reconcile loops stopped here")
+        with self._guard:
+            self._stop.set()
+            if self._scheduler is not None:
+                self._scheduler.shutdown(wait=False)
+                self._scheduler = None
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+        self._threads = []
+
+
+def _supervise(
+    sock: socket.socket, *, processes: int, host: str, port: int, say: Callable[[str], None]
+) -> int:
+    """Run ``processes`` copies of the service on the bound socket (the kernel spreads connections
+    over the processes accepting on it, as with uvicorn's own ``--workers``) and keep them running.
+
+    Each copy is a whole service (API, job workers, leader candidate: the lease keeps the loops on
+    one). Each is started with ``hubctl serve --socket-fd``, in its own process group and with
+    Linux's parent-death signal, as the lab starts its children (runtime/lab/processes.py): a
+    Ctrl-C on the terminal reaches this process only, which stops them in order, and if this one
+    is killed they get SIGTERM from the kernel. SIGTERM/SIGINT here: SIGTERM to each, wait for the
+    grace period, then SIGKILL what is left. A child that dies is started again, unless it died
+    young (it would again): then every child is stopped and this exits 1."""
+    from runtime.lab.processes import child_options
+
+    fd = sock.fileno()
+    argv = [
+        sys.executable,
+        "-m",
+        "runtime",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--socket-fd",
+        str(fd),
+    ]
+    stopping = threading.Event()
+
+    def spawn() -> tuple[subprocess.Popen[Any], float]:
+        return subprocess.Popen(argv, pass_fds=(fd,), **child_options()), time.monotonic()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    children = [spawn() for _ in range(processes)]
+    pids = ", ".join(str(c.pid) for c, _ in children)
+    say(f"serving on http://{host}:{port} with {processes} API processes (pids {pids})")
+    code = 0
+    while not stopping.wait(0.5):
+        for i, (child, born) in enumerate(children):
+            if child.poll() is None:
+                continue
+            if time.monotonic() - born < CHILD_MIN_LIFE_SECONDS:
+                say(
+                    f"API process {child.pid} exited ({child.returncode}) soon after its start: "
+                    "stopping the service"
+                )
+                code = 1
+                stopping.set()
+                break
+            children[i] = spawn()
+            say(
+                f"API process {child.pid} exited ({child.returncode}): "
+                f"started {children[i][0].pid} in its place"
+            )
+    say("stopping the API processes")
+    for child, _ in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + SHUTDOWN_GRACE_MS / 1000 + 15
+    for child, _ in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
+    return code
+
+
+def _migrate(db: Database) -> tuple[str | None, str]:
+    """Migrate, one ``serve`` at a time: several may start at once on one PostgreSQL (scale-out),
+    and two Alembic runs on an empty database would both create the same tables. A session-level
+    advisory lock serialises them (the next one then finds nothing to do); PostgreSQL frees it if
+    the holder's connection dies. SQLite is one file on one host: its own write lock suffices."""
+    if db.engine.dialect.name != "postgresql":
+        return db.upgrade()
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                return db.upgrade()
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot migrate: {str(exc.orig).splitlines()[0]}") from None
 
 
 def _logged(message: str) -> None:
@@ -231,17 +402,28 @@ def _import_journal(services: Services) -> None:
 
 def _reconcile_loop(services: Services, queue: JobQueue, settings: Settings, stop: threading.Event) -> None:
     """Settle what a killed worker or a lost database left behind, without waiting for a restart:
-    every ``reconcile_interval_seconds``, and soon after a job ends abnormally."""
+    every ``reconcile_interval_seconds``, soon after a job here ends abnormally, and as soon as the
+    sweep (every heartbeat interval: one query) finds a job whose worker died, in any process."""
     while not stop.is_set():
         deadline = time.monotonic() + settings.reconcile_interval_seconds
+        next_sweep = time.monotonic() + settings.worker_heartbeat_seconds
+        orphans: list[str] = []
         while not stop.wait(0.5):
             if queue.abnormal_end.is_set() or time.monotonic() >= deadline:
                 break
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + settings.worker_heartbeat_seconds
+                try:
+                    orphans = queue.sweep_orphans()
+                except HubError as exc:
+                    log.warning("sweep of jobs whose worker died: %s", exc)
+                if orphans:
+                    break
         if stop.is_set():
             return
         queue.abnormal_end.clear()
         try:
-            orphans = queue.sweep_orphans()
+            orphans += queue.sweep_orphans()
             if orphans:
                 log.warning("%d job(s) whose worker is gone marked interrupted", len(orphans))
             resent = queue.resend_stale()

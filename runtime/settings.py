@@ -180,7 +180,19 @@ class Settings(BaseSettings):
     # How often the service reconciles on its own (and right after a job ends abnormally), so rows a
     # killed worker left 'creating' are settled without waiting for a restart.
     reconcile_interval_seconds: PositiveSeconds = 300.0
-    worker_threads: int = Field(default=2, ge=1, le=32)
+    # Job worker threads per process (``hubctl serve`` and ``hubctl worker``). 0 on ``serve``: API
+    # only, jobs run by ``hubctl worker`` processes (needs Redis, the broker they share).
+    worker_threads: int = Field(default=2, ge=0, le=32)
+    # Scale-out (runtime/jobs/workers.py, runtime/leases.py): each job-running process heartbeats
+    # this often; one whose heartbeat is older than worker_stale_seconds is dead and its running
+    # jobs are marked interrupted (never before). The leader lease (scheduler, health and reconcile
+    # loops on exactly one process) lapses this long after its holder stops renewing it.
+    worker_heartbeat_seconds: PositiveSeconds = 5.0
+    worker_stale_seconds: PositiveSeconds = 30.0
+    leader_lease_seconds: PositiveSeconds = 30.0
+    # API processes of ``hubctl serve`` sharing one listening socket. Unset: one per CPU when Redis
+    # is configured, 1 on the embedded default (SQLite, in-process jobs).
+    api_processes: int | None = Field(default=None, ge=1, le=256)
     log_level: LogLevel = LogLevel.INFO
 
     # Unset: the environment's own type (see effective_hub_type). Set: it must pair with the
@@ -304,6 +316,27 @@ class Settings(BaseSettings):
         if url.scheme != "unix" and db and not db.isdigit():
             raise ValueError("the path must be a database number, e.g. redis://host:6379/0")
         return value
+
+    @model_validator(mode="after")
+    def _scale_out_rules(self) -> Self:
+        if self.worker_stale_seconds < 2 * self.worker_heartbeat_seconds:
+            raise ValueError(
+                "worker_stale_seconds must be at least twice worker_heartbeat_seconds (a live worker "
+                "would be taken for dead after one late heartbeat)"
+            )
+        if self.worker_threads == 0 and self.redis_url is None:
+            raise ValueError("worker_threads 0 needs redis_url (jobs then run in hubctl worker processes)")
+        return self
+
+    def effective_api_processes(self) -> int:
+        """``api_processes``, or its default: one per CPU with Redis, one on the embedded default."""
+        if self.api_processes is not None:
+            return self.api_processes
+        if self.redis_url is None:
+            return 1
+        return max(
+            1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        )
 
     @model_validator(mode="after")
     def _production_rules(self) -> Self:

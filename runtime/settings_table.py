@@ -120,7 +120,27 @@ MEANING: dict[str, tuple[str, str | None]] = {
         "how often the service reconciles on its own (and right after a job ends abnormally)",
         None,
     ),
-    "worker_threads": ("job worker threads in `serve`", None),
+    "worker_threads": (
+        "job worker threads per process (`serve`, `worker`); 0 on `serve`: API only (needs Redis)",
+        None,
+    ),
+    "worker_heartbeat_seconds": (
+        "how often each job-running process heartbeats in the worker registry",
+        None,
+    ),
+    "worker_stale_seconds": (
+        "a worker whose heartbeat is older is dead: its running jobs are marked interrupted (never before)",
+        None,
+    ),
+    "leader_lease_seconds": (
+        "the leader lease (scheduler, health and reconcile loops on one process) lapses this long after "
+        "its holder stops renewing it",
+        None,
+    ),
+    "api_processes": (
+        "API processes of `serve` sharing its socket",
+        "one per CPU with Redis, 1 without",
+    ),
     "log_level": (
         "`debug`, `info`, `warning` or `error`: what `serve` logs (JSON lines off a terminal)",
         None,

@@ -108,7 +108,7 @@ def create_app(*, services: Services, queue: JobQueue, metrics: Metrics) -> Fast
     def readyz(response: Response) -> dict[str, str]:
         # Only the verdict: an unauthenticated caller (the sentinel, a load balancer) learns nothing
         # of what is wrong. Before the loop's first evaluation there is no verdict: not critical.
-        status = metrics.settled_status() or "degraded"
+        status = metrics.settled_status(services) or "degraded"
         if status == "critical":
             response.status_code = 503
         return {"status": status}

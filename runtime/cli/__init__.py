@@ -142,10 +142,21 @@ def health(json_output: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-@app.command(epilog=examples("hubctl serve --host 0.0.0.0 --port 8080"))
+@app.command(epilog=examples("hubctl serve --host 0.0.0.0 --port 8080", "hubctl serve --api-processes 4"))
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+    api_processes: Annotated[
+        int | None,
+        typer.Option(
+            "--api-processes",
+            min=1,
+            max=256,
+            help="API processes sharing the socket (default HUB_API_PROCESSES, else one per CPU with "
+            "Redis, 1 without).",
+        ),
+    ] = None,
+    socket_fd: Annotated[int | None, typer.Option("--socket-fd", hidden=True, min=0)] = None,
 ) -> None:
     """Run the Hub service: HTTP API, job workers, scheduler and health loop (Ctrl-C/SIGTERM stops)."""
     process.long_running()
@@ -153,7 +164,41 @@ def serve(
     from runtime.settings import load_settings
 
     settings = load_settings()
-    run_service(settings, host=host, port=port, say=lambda m: output.errors.print(f"hub: {m}", markup=False))
+    if api_processes is not None:
+        settings = settings.model_copy(update={"api_processes": api_processes})
+    run_service(
+        settings,
+        host=host,
+        port=port,
+        socket_fd=socket_fd,
+        say=lambda m: output.errors.print(f"hub: {m}", markup=False),
+    )
+
+
+@app.command(epilog=examples("hubctl worker", "hubctl worker --threads 4"))
+def worker(
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, max=32, help="Job threads (default HUB_WORKER_THREADS, else 2)."),
+    ] = None,
+    alive_file: Annotated[
+        Path | None,
+        typer.Option("--alive-file", help="Touched at every heartbeat written (for a health check)."),
+    ] = None,
+) -> None:
+    """Run job workers only, on the shared Redis broker (needs HUB_REDIS_URL; SIGTERM stops gracefully)."""
+    process.long_running()
+    from runtime.settings import load_settings
+    from runtime.worker import run_worker
+
+    code = run_worker(
+        load_settings(),
+        threads=threads,
+        alive_file=alive_file,
+        say=lambda m: output.errors.print(f"hub: {m}", markup=False),
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(epilog=examples("hubctl lab", "hubctl lab --once", "hubctl lab --port 8006 --api-port 8080"))

@@ -11,6 +11,7 @@ from runtime.db.models import (
     Lease,
     Machine,
     Project,
+    Worker,
 )
 from runtime.db.session import Database
 
@@ -26,4 +27,5 @@ __all__ = [
     "Lease",
     "Machine",
     "Project",
+    "Worker",
 ]

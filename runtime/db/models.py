@@ -136,6 +136,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The worker (hub_workers.id) that claimed it: a running job is interrupted only when that
+    # worker's heartbeat is stale (runtime/jobs/workers.py).
+    worker_id: Mapped[str | None] = mapped_column(String(36))
 
     __table_args__ = (Index("ix_hub_jobs_state", "state"), Index("ix_hub_jobs_created_at", "created_at"))
 
@@ -211,6 +214,32 @@ class RecoveryEvent(Base):
             "checkpoint": self.checkpoint,
             "outcome": self.outcome,
             "detail": self.detail,
+        }
+
+
+class Worker(Base):
+    """A process that runs jobs (``hubctl serve`` or ``hubctl worker``), alive while it heartbeats."""
+
+    __tablename__ = "hub_workers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    token: Mapped[str] = mapped_column(String(256), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (Index("ix_hub_workers_heartbeat_at", "heartbeat_at"),)
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "role": self.role,
+            "started_at": _iso(self.started_at),
+            "heartbeat_at": _iso(self.heartbeat_at),
         }
 
 

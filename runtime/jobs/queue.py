@@ -9,6 +9,11 @@ duplicates harmless), so nothing queued is lost when the in-memory broker goes a
 
 The queue knows no job kind: the domains register theirs (``runtime.jobs.registry``), and the queue
 is built with the collected ``JobKinds``.
+
+Several processes may run workers on one database and Redis (``hubctl serve`` processes and
+``hubctl worker`` processes): each registers in the worker registry (workers.py) and heartbeats, a
+job records the worker that claimed it, and the sweep marks a running job interrupted only when that
+worker is dead, never while it heartbeats.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from runtime.errors import DatabaseError, HubError
 from runtime.heartbeats import Heartbeats
 from runtime.jobs.registry import JobContext, JobKinds
 from runtime.jobs.store import JobStore
+from runtime.jobs.workers import WorkerRegistry, WorkerTiming
 from runtime.wiring import Services
 
 log = logging.getLogger(__name__)
@@ -74,6 +80,7 @@ class JobQueue:
         kinds: JobKinds,
         worker_threads: int = 2,
         observer: JobObserver | None = None,
+        role: str = "serve",
     ) -> None:
         self.services = services
         self.observer = observer
@@ -97,6 +104,14 @@ class JobQueue:
             },
         )
         self.worker_threads = worker_threads
+        settings = services.settings
+        self.registry = WorkerRegistry(
+            self.store.db,
+            role=role,
+            timing=WorkerTiming(
+                heartbeat=settings.worker_heartbeat_seconds, stale_after=settings.worker_stale_seconds
+            ),
+        )
         self._worker: dramatiq.Worker | None = None
         # Jobs this process is running (added before the claim, so a sweep never sees one of ours
         # running in the database without it here).
@@ -121,18 +136,25 @@ class JobQueue:
 
     # --------------------------------------------------------------- workers
 
-    def start_workers(self) -> None:
-        """Start worker threads in this process, after re-enqueueing what a previous process left."""
-        for job_id in self.store.queued_ids():
-            self.actor.send(job_id)
+    def start_workers(self, *, resend_queued: bool = True) -> None:
+        """Register this process as a worker (heartbeating from now on) and start worker threads,
+        after re-enqueueing what a previous process left (``resend_queued``: needed for the in-memory
+        broker, whose messages died with that process; on Redis they are still there, and the
+        leader's ``resend_stale`` covers a lost one)."""
+        self.registry.start()  # before the first claim: a claimed job always names a registered worker
+        if resend_queued:
+            for job_id in self.store.queued_ids():
+                self.actor.send(job_id)
         self._worker = dramatiq.Worker(self.broker, queues={QUEUE}, worker_threads=self.worker_threads)
         self._worker.start()
 
     def stop_workers(self, *, timeout_ms: int = 30_000) -> None:
-        """Stop taking work; the job in progress finishes (or is left to reconcile after timeout)."""
+        """Stop taking work; the job in progress finishes (or is left to reconcile after timeout).
+        Then leave the registry: what is still running here is interrupted by our exit."""
         if self._worker is not None:
             self._worker.stop(timeout=timeout_ms)
             self._worker = None
+            self.registry.stop()
         self.broker.close()
 
     # ------------------------------------------------------------------- run
@@ -150,9 +172,14 @@ class JobQueue:
         return stale
 
     def sweep_orphans(self) -> list[str]:
-        """Fail the jobs marked running whose worker is gone (not this process: the service lease
-        makes this the only worker process)."""
-        return self.store.fail_interrupted(keep=self.running_ids())
+        """Fail the jobs marked running whose worker is dead (stale heartbeat, a process on this host
+        that is gone, or no worker recorded), then drop the rows of dead workers with nothing left
+        to settle. Never a job of a worker that heartbeats, nor one of this process."""
+        interrupted = self.store.fail_interrupted(alive=self.registry.live_ids, keep=self.running_ids())
+        gone = self.registry.remove_dead()
+        if gone:
+            log.info("%d dead worker(s) removed from the registry", len(gone))
+        return interrupted
 
     def _run(self, job_id: str) -> None:
         with self._running_lock:
@@ -164,7 +191,7 @@ class JobQueue:
                 self._running.discard(job_id)
 
     def _run_claimed(self, job_id: str) -> None:
-        job = self.store.claim(job_id)
+        job = self.store.claim(job_id, worker_id=self.registry.id)
         if job is None:
             return  # already run (duplicate delivery) or finished
 

@@ -8,6 +8,7 @@ entry: the trail never says a job ended that did not, nor misses one that did.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -49,15 +50,16 @@ class JobStore:
             )
             return job.to_public()
 
-    def claim(self, job_id: str) -> dict[str, Any] | None:
-        """Move the job from queued to running; None if someone else already did (or it is done)."""
+    def claim(self, job_id: str, *, worker_id: str | None = None) -> dict[str, Any] | None:
+        """Move the job from queued to running, recording which worker runs it; None if someone else
+        already did (or it is done)."""
         with self.db.session() as s:
             result = cast(
                 CursorResult[Any],
                 s.execute(
                     update(Job)
                     .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
-                    .values(state=JobState.RUNNING.value, started_at=datetime.now(UTC))
+                    .values(state=JobState.RUNNING.value, started_at=datetime.now(UTC), worker_id=worker_id)
                 ),
             )
             if not result.rowcount:
@@ -121,17 +123,29 @@ class JobStore:
         with self.db.session() as s:
             return list(s.scalars(query.order_by(Job.created_at)))
 
-    def fail_interrupted(self, *, keep: frozenset[str] = frozenset()) -> list[str]:
-        """Jobs left 'running' by a worker that is gone, except those in ``keep`` (this process's own
-        running jobs): failed, with what is true about them, and audited. Their effects on Proxmox
-        are settled by reconcile. The update is conditional, so a job that finished meanwhile keeps
-        its outcome."""
+    def fail_interrupted(
+        self, *, alive: Callable[[], set[str]], keep: frozenset[str] = frozenset()
+    ) -> list[str]:
+        """Jobs left 'running' by a worker that is gone: failed, with what is true about them, and
+        audited. Gone means not in ``alive()`` (the workers whose heartbeat is fresh; see
+        runtime/jobs/workers.py), or no worker recorded at all; ``keep`` (this process's own running
+        jobs) is never touched. Their effects on Proxmox are settled by reconcile. The update is
+        conditional, so a job that finished meanwhile keeps its outcome.
+
+        The running jobs are read before the live workers: a worker registers before it claims, so
+        a job claimed between the two reads names a worker the second read sees."""
         with self.db.session() as s:
-            candidates = [
-                job_id
-                for job_id in s.scalars(select(Job.id).where(Job.state == JobState.RUNNING.value))
-                if job_id not in keep
-            ]
+            running = list(
+                s.execute(select(Job.id, Job.worker_id).where(Job.state == JobState.RUNNING.value))
+            )
+        if not running:
+            return []
+        live = alive()
+        candidates = [
+            job_id
+            for job_id, worker_id in running
+            if job_id not in keep and (worker_id is None or worker_id not in live)
+        ]
         done: list[str] = []
         for job_id in candidates:
             with self.db.session() as s:

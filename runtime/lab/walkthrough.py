@@ -213,7 +213,9 @@ class Lab:
             try:
                 if requests.get(url + "/healthz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            # The socket is bound before the start-up pipeline runs: a connection is accepted and then
+            # waits (a read timeout) until uvicorn serves, not refused.
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.2)
         else:
             raise RuntimeError("the API did not come up")

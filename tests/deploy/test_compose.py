@@ -7,8 +7,12 @@ from, what is reachable, and that it agrees with nginx's config and with what hu
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +24,7 @@ from hubinfra.cloudinit import DATABASE_URL, DEPLOY_DIR, DEPLOY_FILES, REDIS_URL
 from tests.deploy.nginx_harness import PRODUCTION_DIRECTIVES
 
 COMPOSE = DEPLOY_DIR / "compose.yaml"
-SERVICES = {"orchestrator", "postgres", "redis", "nginx"}
+SERVICES = {"orchestrator", "worker", "postgres", "redis", "nginx"}
 # compose.env (written by hub-firstboot) sets exactly these.
 COMPOSE_ENV = {"HUB_SOURCE_DIR", "HUB_ETC"}
 # Keys of the compose specification a service here may use: a typo (`healtcheck`) is caught, since
@@ -87,7 +91,7 @@ def published_beyond_loopback(service: dict[str, Any]) -> list[str]:
     return bad
 
 
-def test_the_four_services_and_nothing_else(compose: dict[str, Any]) -> None:
+def test_the_five_services_and_nothing_else(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == SERVICES
     for name, service in compose["services"].items():
         unknown = set(service) - SERVICE_KEYS
@@ -200,3 +204,46 @@ def test_only_variables_that_compose_env_sets_and_each_with_a_default() -> None:
         name, sep, default = reference.partition(":-")
         assert name in COMPOSE_ENV, f"${{{reference}}}: compose.env does not set {name}"
         assert sep and default.startswith("/"), f"${{{reference}}} needs a default path"
+
+
+def test_the_worker_service_scales_on_the_orchestrators_image_and_settings(compose: dict[str, Any]) -> None:
+    """`docker compose up --scale worker=N` must work: nothing in the service may be per-replica."""
+    services = compose["services"]
+    worker, orchestrator = services["worker"], services["orchestrator"]
+    for per_replica in ("container_name", "hostname", "ports"):
+        assert per_replica not in worker, f"worker.{per_replica} would make --scale fail or collide"
+    assert "build" not in worker, "one build (the orchestrator's), one image for both"
+    assert worker["image"] == orchestrator["image"]
+    command = argv(worker["entrypoint"])
+    assert command[:2] == ["hubctl", "worker"]
+    # The same settings and secrets as the orchestrator: the same database and Redis broker.
+    assert environment(worker) == environment(orchestrator)
+    assert worker["secrets"] == orchestrator["secrets"]
+    assert worker["volumes"] == orchestrator["volumes"]
+    assert worker["depends_on"]["orchestrator"]["condition"] == "service_healthy"  # schema migrated
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["init"] is True  # tini forwards SIGTERM: the worker stops gracefully
+    grace = int(str(worker["stop_grace_period"]).removesuffix("s"))
+    from runtime.serve import SHUTDOWN_GRACE_MS
+
+    assert grace > SHUTDOWN_GRACE_MS / 1000, "compose would SIGKILL before the running job's grace ends"
+
+
+def _alive_check(compose: dict[str, Any], path: Path) -> list[str]:
+    worker = compose["services"]["worker"]
+    command = argv(worker["entrypoint"])
+    alive = command[command.index("--alive-file") + 1]
+    test = worker["healthcheck"]["test"]
+    assert test[0] == "CMD" and alive in test[-1], "the health check reads the file the worker touches"
+    return [sys.executable, *[part.replace(alive, str(path)) for part in test[2:]]]
+
+
+def test_the_worker_health_check_follows_its_heartbeat_file(compose: dict[str, Any], tmp_path: Path) -> None:
+    alive = tmp_path / "alive"
+    check = _alive_check(compose, alive)
+    assert subprocess.run(check, check=False, timeout=30).returncode != 0  # never heartbeated
+    alive.touch()
+    assert subprocess.run(check, check=False, timeout=30).returncode == 0
+    old = time.time() - 3600
+    os.utime(alive, (old, old))
+    assert subprocess.run(check, check=False, timeout=30).returncode != 0  # stopped heartbeating

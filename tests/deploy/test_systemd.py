@@ -38,7 +38,7 @@ def verify_problems(unit: Path, tmp_path: Path) -> list[str]:
         if os.environ.get("CI"):
             pytest.fail("systemd-analyze is missing (Debian: systemd)")
         pytest.skip("systemd-analyze is missing")
-    copy = tmp_path / unit.name
+    copy = tmp_path / unit.name.replace("@.", "@1.")  # a template is verified as one instance
     copy.write_text(unit.read_text())
     result = subprocess.run(
         [analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True, timeout=60, check=False
@@ -47,7 +47,7 @@ def verify_problems(unit: Path, tmp_path: Path) -> list[str]:
     return [line for line in lines if line.strip() and not ENVIRONMENTAL.search(line)]
 
 
-@pytest.mark.parametrize("name", ["hub.service", "hub-native.service"])
+@pytest.mark.parametrize("name", ["hub.service", "hub-native.service", "hub-worker@.service"])
 def test_systemd_accepts_the_unit(name: str, tmp_path: Path) -> None:
     assert verify_problems(UNITS / name, tmp_path) == []
 
@@ -93,3 +93,13 @@ def test_native_unit_takes_secrets_from_files() -> None:
     assert environment["PGPASSFILE"] == "%d/pgpass"
     for key in environment:
         assert not re.search(r"PASSWORD|SECRET|TOKEN", key), f"{key}: secrets come from credentials"
+
+
+def test_the_native_worker_unit_runs_hubctl_worker_with_the_services_settings() -> None:
+    unit, service = UNITS / "hub-worker@.service", UNITS / "hub-native.service"
+    (start,) = unit_lines(unit, "ExecStart")
+    assert start.split()[0].endswith("/hubctl") and start.split()[1:] == ["worker"]
+    for key in ("LoadCredential", "Environment", "User"):
+        assert unit_lines(unit, key) == unit_lines(service, key), key
+    assert "hub-native.service" in unit_lines(unit, "PartOf")[0]  # stopped and restarted with it
+    assert unit_lines(unit, "ExecStartPre") == [f"+{IDENTITY_CHECK_PATH}"]

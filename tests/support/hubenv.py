@@ -127,6 +127,10 @@ def make_env(pve: Any, cafile: str, tmp: Path, database_url: str, **extra: str) 
         "HUB_LOCKED_RETRY_SECONDS": "3",
         "HUB_TASK_TIMEOUT_SECONDS": "30",
         "HUB_LOCK_WAIT_SECONDS": "10",
+        # One API process, whatever the machine's CPU count (the default with Redis is one per CPU):
+        # a test that kills or signals `serve` means that process. tests/runtime/test_serve_scaleout.py
+        # runs several on purpose.
+        "HUB_API_PROCESSES": "1",
     }
     values.update(extra)
     return HubEnv(values=values, tmp=tmp)

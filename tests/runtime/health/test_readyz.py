@@ -123,3 +123,38 @@ def test_the_real_service_turns_critical_after_n_evaluations_and_back(
         assert rows[first - 1].settled != "critical"  # one critical evaluation was not enough
         pve.vm(100).status = "running"
         assert ready(service, 200) == {"status": "healthy"}
+
+
+def test_a_process_without_the_loop_answers_the_leaders_verdict_from_the_history(
+    app: tuple[TestClient, Metrics, Services],
+) -> None:
+    """Several API processes share the port and only the leader runs the health loop: a follower's
+    /readyz must say what the leader settled (from hub_health_history), not 'no verdict yet', or the
+    sentinel's probes would see critical only on the leader's share of connections."""
+    from runtime.health import history
+
+    client, _, services = app
+    assert client.get("/readyz").json() == {"status": "degraded"}  # nothing evaluated anywhere yet
+    history.record(
+        services.ready_db(),
+        at=datetime.now(UTC),
+        instant="critical",
+        settled="critical",
+        checks=[{"name": "hub_vm", "status": "critical", "detail": "stopped"}],
+    )
+    import time
+
+    time.sleep(1.1)  # past the one-second memory of the last read (not a speed assertion)
+    answer = client.get("/readyz")
+    assert answer.status_code == 503 and answer.json() == {"status": "critical"}
+
+
+def test_a_verdict_nobody_renewed_is_no_verdict(app: tuple[TestClient, Metrics, Services]) -> None:
+    from runtime.health import history
+    from runtime.health.history import max_gap
+
+    client, _, services = app
+    old = datetime.now(UTC) - timedelta(seconds=max_gap(services.settings) + 60)
+    history.record(services.ready_db(), at=old, instant="critical", settled="critical", checks=[])
+    answer = client.get("/readyz")
+    assert answer.status_code == 200 and answer.json() == {"status": "degraded"}
