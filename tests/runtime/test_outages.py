@@ -24,7 +24,7 @@ def test_postgres_restarted_during_a_checkpoint_job(pve: Any, fakepve_cafile: st
     """The outcome write meets a stopped PostgreSQL: it is retried until the server is back, the job
     ends succeeded and its checkpoint completed, and the log holds no traceback."""
     slow_snapshots(pve, 5)
-    with private_postgres(tmp_path / "pg") as pg:
+    with private_postgres() as pg:
         env = make_env(pve, fakepve_cafile, tmp_path, pg.url)
         env.services().db.upgrade()
         svc = Service(env=env, port=free_port(), token=make_token(env, "tests"))

@@ -13,6 +13,7 @@ import random
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,31 +88,36 @@ class PrivatePostgres:
 
 
 @contextmanager
-def private_postgres(root: Path) -> Iterator[PrivatePostgres]:
-    root.mkdir(parents=True, exist_ok=True)
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of the test's own, to stop and start at will.
+
+    Its directory is made here under the system temp dir, not under pytest's ``tmp_path``: pytest
+    sets ``/tmp/pytest-of-<user>`` back to mode 0700 whenever any pytest session starts, which locks
+    the ``postgres`` user out of a data directory below it between a stop and the next start (seen as
+    "could not access directory ... Permission denied" when another session ran beside this one)."""
+    root = Path(tempfile.mkdtemp(prefix="hub-test-pg-"))
     data = root / "data"
     if os.getuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-        root.chmod(0o755)
-        for parent in root.parents:  # the postgres user must reach its directory
-            if parent == Path("/"):
-                break
-            parent.chmod(parent.stat().st_mode | 0o005)
-    subprocess.run(
-        _as_postgres(
-            [str(_pg_bin() / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"]
-        ),
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    server = PrivatePostgres(data=data, port=_free_port())
-    server.start()
+        root.chmod(0o700)
     try:
-        yield server
+        subprocess.run(
+            _as_postgres(
+                [str(_pg_bin() / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        server = PrivatePostgres(data=data, port=_free_port())
+        server.start()
+        try:
+            yield server
+        finally:
+            with contextlib.suppress(RuntimeError):  # already stopped by the test
+                server.stop()
     finally:
-        with contextlib.suppress(RuntimeError):  # already stopped by the test
-            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
