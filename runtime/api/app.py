@@ -104,6 +104,7 @@ def create_app(*, services: Services, queue: JobQueue, metrics: Metrics) -> Fast
 
     @app.get("/metrics", tags=["system"], responses=ERRORS, response_class=Response)
     def prometheus(_: Caller) -> Response:
+        metrics.count_retention_deletions(services.db)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     for router in (*domains.routers(), jobs.router, audit.router, status.router):

@@ -106,7 +106,7 @@ def create_checkpoint(
     params = {
         "kind": body.kind,
         "reason": body.reason,
-        "vmid": body.vm_id,
+        "vm_id": body.vm_id,
         "label": body.label,
         "vmstate": body.vmstate,
     }
@@ -157,7 +157,7 @@ def delete_checkpoint(
 def prune(actor: Caller, queue: QueueDep, body: PruneRequest, response: Response) -> dict[str, Any]:
     params: dict[str, Any] = {"dry_run": body.dry_run}
     if body.vm_id is not None:
-        params["vmid"] = body.vm_id
+        params["vm_id"] = body.vm_id
     return accepted(queue, response, "checkpoint.prune", params, actor)
 
 

@@ -132,7 +132,7 @@ def test_vm_id_is_the_name_in_queries_and_vmid_still_works(pg_service: Service) 
     assert same.status_code == 200 and same.json()["total"] == 1
     prune = svc.post("/api/v1/checkpoints/prune", {"dry_run": True, "vm_id": 4242})
     assert prune.status_code == 202
-    assert svc.wait_job(prune.json()["id"])["params"] == {"dry_run": True, "vmid": 4242}
+    assert svc.wait_job(prune.json()["id"])["params"] == {"dry_run": True, "vm_id": 4242}
     assert svc.post("/api/v1/checkpoints/prune", {"dry_run": "yes"}).status_code == 422
 
 
