@@ -36,7 +36,8 @@ from pathlib import Path
 
 import aiohttp
 
-from runtime.db.models import Checkpoint, CheckpointKind, CheckpointStatus
+from runtime.checkpoints.records import CheckpointKind, CheckpointStatus
+from runtime.db.models import Checkpoint
 from runtime.db.session import Database
 from tests.deploy.nginx_harness import (
     NGINX,
