@@ -157,6 +157,8 @@ _PUBLIC_COLUMNS = (
     Checkpoint.label,
     Checkpoint.vmstate,
 )
+
+
 @functools.cache
 def _page_statements(by_status: bool, by_vm: bool) -> tuple[Select[Any], Select[Any]]:
     """The count and the page for one combination of filters, built once (building a statement and
