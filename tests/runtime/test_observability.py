@@ -9,7 +9,7 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from runtime.checkpoints.records import CheckpointKind
 from runtime.checkpoints.service import CheckpointService
 from runtime.errors import LockBusyError
 from runtime.locks import FileLocks, ObservedLocks
-from tests.support.hubenv import TOKEN_SECRET, fake_pve_client, make_env
+from tests.support.hubenv import TOKEN_SECRET, HubEnv, fake_pve_client, make_env
 from tests.support.service import Service, serve
 
 
@@ -156,6 +156,11 @@ def test_lock_waits_and_refusals_are_observed(tmp_path: Path) -> None:
     assert seen.acquired == ["vm-100"] and seen.refused == [("vm-100", "busy")]
 
 
+@contextlib.contextmanager
+def _serving(env: HubEnv) -> Generator[Service]:
+    yield from serve(env)
+
+
 def test_every_retention_deletion_is_counted_whichever_path_pruned(
     pve: Any, fakepve_cafile: str, tmp_path: Path
 ) -> None:
@@ -171,7 +176,7 @@ def test_every_retention_deletion_is_counted_whichever_path_pruned(
     def deletions(svc: Service) -> float:
         return _samples(svc.get("/metrics").text)[("hub_retention_deletions_total", frozenset())]
 
-    with contextlib.contextmanager(serve)(env) as svc:
+    with _serving(env) as svc:
         assert deletions(svc) == 0
         first, second = (
             svc.wait_job(svc.post("/api/v1/checkpoints", {"kind": "manual"}).json()["id"]) for _ in range(2)
