@@ -14,11 +14,12 @@ same database file.
 Per process, in this order:
 
 - idle RSS: ``VmRSS`` 3 s after the process answered its first ``/healthz`` (and nothing else);
-- saturation: a closed loop of 8 connections for ``--saturate`` seconds on ``GET /api/v1/checkpoints``
-  (a 50-row page of the 1000); the server's own CPU time (``/proc/<pid>/stat`` utime + stime) over the
-  window gives CPU ms per request and requests/s per core (= requests / CPU seconds). The load
-  generator shares the machine, so wall-clock throughput depends on what else runs; CPU per request
-  much less so. Both are printed.
+- saturation: ``--runs`` closed loops of 8 connections for ``--saturate`` seconds each on
+  ``GET /api/v1/checkpoints`` (a 50-row page of the 1000), the best kept; the server's own CPU time
+  (``/proc/<pid>/stat`` utime + stime) over the window gives CPU ms per request and requests/s per
+  core (= requests / CPU seconds). The load generator shares the machine, so wall-clock throughput
+  depends on what else runs; CPU per request less so (contention still inflates it, hence the best
+  of several). Both are printed.
 - latency (``--runs`` times, the Hub direct and through nginx, the bare app direct): an open-loop
   generator (asyncio + aiohttp): request i is due at ``start + i / rate`` whatever happened to the ones
   before, and its latency is counted from that due time, so a stall shows up in the percentiles
@@ -330,7 +331,8 @@ def render(
         f"{platform.python_version()}, {nginx_version}; SQLite, 1000 rows, 50-row pages; load generator on "
         "the same CPUs.",
         "",
-        "| process | idle RSS | CPU per request | saturation per core | closed-loop req/s (wall) |",
+        f"| process | idle RSS | CPU per request (best of {args.runs}) | saturation per core | "
+        "closed-loop req/s (wall) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for m in measured.values():
@@ -478,7 +480,14 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(3.0)
                 m.rss_mib = rss_mib(server.pid)
                 base = f"http://127.0.0.1:{server.port}"
-                m.saturation = saturate(server.pid, base + "/api/v1/checkpoints", auth, seconds=args.saturate)
+                # Best of --runs: contention from other work only ever adds CPU per request.
+                m.saturation = min(
+                    (
+                        saturate(server.pid, base + "/api/v1/checkpoints", auth, seconds=args.saturate)
+                        for _ in range(args.runs)
+                    ),
+                    key=lambda sat: sat.cpu_ms,
+                )
                 sat = m.saturation
                 print(
                     f"api_latency: {server.name}: RSS {m.rss_mib:.0f} MiB; {sat.cpu_ms:.2f} ms CPU/request, "

@@ -151,9 +151,11 @@ async def quick_read(db: Database, read: Callable[[], T]) -> T:
     futex wake-up each way) cost more CPU than the 50-row read it carried (measured: 1.99 against
     1.20 ms per list request; docs/performance.md). Why only SQLite: it is a local file in WAL mode,
     where a reader never waits for a writer, so the loop is held for the read's own CPU time (which
-    the GIL would serialise anyway). A PostgreSQL read waits on the network and, in an outage, on
-    connect timeouts: that wait must never stall the loop (and ``/healthz`` with it), so it keeps
-    the pool. The schema check (``ensure_ready``) happened when the app was built."""
+    the GIL would serialise anyway); what could still hold it is a pool with every connection
+    checked out (15 by default, against the 6 API threads and the job workers). A PostgreSQL read
+    waits on the network and, in an outage, on connect timeouts: that wait must never stall the loop
+    (and ``/healthz`` with it), so it keeps the pool. The schema check (``ensure_ready``) happened
+    when the app was built."""
     if db.is_sqlite:
         return read()
     return await anyio.to_thread.run_sync(read)
