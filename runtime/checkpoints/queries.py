@@ -8,7 +8,7 @@ import uuid as uuidlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, bindparam, func, select, type_coerce
+from sqlalchemy import ColumnElement, Executable, Select, String, bindparam, func, select, type_coerce
 from sqlalchemy.exc import OperationalError
 
 from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus, iso
@@ -166,7 +166,7 @@ _PUBLIC_COLUMNS = (
 
 
 @functools.cache
-def _page_statements(by_status: bool, by_vm: bool, sqlite: bool) -> tuple[Select[Any], Select[Any]]:
+def _page_statements(by_status: bool, by_vm: bool, sqlite: bool) -> tuple[Executable, Executable]:
     """The count and the page for one combination of filters, built once (building a statement and
     its cache key per request cost as much as running it); values are bound at execution. On SQLite
     the two timestamps are read as the text SQLAlchemy stored (``_public_sqlite`` formats it)."""
@@ -176,7 +176,7 @@ def _page_statements(by_status: bool, by_vm: bool, sqlite: bool) -> tuple[Select
     if by_vm:
         where.append(Checkpoint.vm_id == bindparam("vmid"))
     count = select(func.count()).select_from(Checkpoint).where(*where)
-    columns = _SQLITE_COLUMNS if sqlite else _PUBLIC_COLUMNS
+    columns: tuple[Any, ...] = _SQLITE_COLUMNS if sqlite else _PUBLIC_COLUMNS
     page = (
         select(*columns)
         .where(*where)
