@@ -161,11 +161,14 @@ def delete_checkpoint(
 
 
 @router.post(
-    "/checkpoints/prune", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=ERRORS
+    "/checkpoints/prune", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=NOT_FOUND
 )
-def prune(actor: Caller, queue: QueueDep, body: PruneRequest, response: Response) -> dict[str, Any]:
+def prune(
+    actor: Caller, services: ServicesDep, queue: QueueDep, body: PruneRequest, response: Response
+) -> dict[str, Any]:
     params: dict[str, Any] = {"dry_run": body.dry_run}
     if body.vm_id is not None:
+        services.vms.locate(body.vm_id)  # as for create: an unknown VM is 404 now, not a failed job
         params["vm_id"] = body.vm_id
     return accepted(queue, response, "checkpoint.prune", params, actor)
 
