@@ -7,8 +7,15 @@ document here; the API serves the stored one, so a scrape or a sentinel probe ne
 the queue), Proxmox requests and retries (``ProxmoxObserver``, told by hubcore's client, which knows
 nothing of Prometheus) and lock waits (``LockObserver``). Each observation is also a log line where
 an operator would want one: every retry, every lock wait that took noticeable time, every refusal.
-Checkpoint durations and retention deletions are read from the job results the queue hands over, so
-the checkpoint domain stays unaware of metrics.
+Checkpoint durations are read from the job results the queue hands over, so the checkpoint domain
+stays unaware of metrics.
+
+Retention deletions are counted from the audit trail, not from job results: a deletion and its
+``checkpoint.delete`` audit entry (``why: retention: ...``) are one transaction, whichever path
+pruned (a prune job, the prune inside every checkpoint create job, a prune that failed half-way, a
+``hubctl checkpoint prune`` run beside the service). The counter is the number of such entries since
+this process started, brought up to date on every scrape and every health refresh; the audit table is
+append-only, so the count never goes down, and an entry committed late is counted at the next scrape.
 
 Every family is listed in ``FAMILIES``; the Grafana dashboard and the alert rules in ``deploy/`` use
 only these names (``tests/deploy/test_observability_files.py``).
@@ -26,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import func, select
 
 from hubcore.proxmox.errors import ProxmoxError
-from runtime.db import Checkpoint
+from runtime.db import AuditEntry, Checkpoint, Database
 from runtime.errors import HubError
 from runtime.health import ORDER, history
 from runtime.health.history import max_gap
@@ -158,6 +165,8 @@ class Metrics:
         self._latest_at = 0.0
         self._loop_published: float | None = None
         self._shared: tuple[float, str | None] | None = None  # (monotonic read time, verdict)
+        self._since = datetime.now(UTC)
+        self._retention_counted = 0
 
     # ----------------------------------------------------------- observers
 
@@ -179,9 +188,30 @@ class Metrics:
             self.checkpoint_duration.labels(
                 kind=str(result.get("kind", "unknown")), status=str(result.get("status", "unknown"))
             ).observe(seconds if took is None else took)
-        pruned = result.get("pruned")
-        if isinstance(pruned, list) and not result.get("dry_run"):
-            self.retention_deletions.inc(len(pruned))  # pyright: ignore[reportUnknownArgumentType]
+
+    def count_retention_deletions(self, db: Database) -> None:
+        """Bring ``hub_retention_deletions_total`` up to the audit trail's count since start (see the
+        module's docstring). A database that cannot answer leaves the counter where it was."""
+        query = (
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(
+                AuditEntry.at >= self._since,
+                AuditEntry.action == "checkpoint.delete",
+                AuditEntry.outcome == "completed",
+                AuditEntry.details["why"].as_string().like("retention%"),
+            )
+        )
+        try:
+            with db.session() as s:
+                total = int(s.scalar(query) or 0)
+        except Exception as exc:
+            log.debug("retention deletions not counted now: %s", exc)
+            return
+        with self._lock:
+            if total > self._retention_counted:
+                self.retention_deletions.inc(total - self._retention_counted)
+                self._retention_counted = total
 
     def on_request(self, kind: str, *, seconds: float, error: str | None) -> None:
         self.proxmox_requests.labels(kind=kind, outcome="ok" if error is None else "error").inc()
@@ -248,6 +278,7 @@ class Metrics:
                 self.last_completed.set(last.timestamp())
         except Exception:
             pass
+        self.count_retention_deletions(services.db)
         with self._lock:
             self._latest = doc
             self._latest_at = time.monotonic()

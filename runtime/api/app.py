@@ -14,23 +14,22 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
-from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime import domains
 from runtime.api import audit, errors, jobs, status
-from runtime.api.deps import API, ERRORS, Caller, bearer, caller
+from runtime.api.deps import API, ERRORS, Caller, VerifiedTokens
 from runtime.api.limits import BodyLimit
 from runtime.api.schemas import HealthDocument, Readiness
 from runtime.jobs.queue import JobQueue
-from runtime.logs import AccessLog, note_actor
+from runtime.logs import AccessLog
 from runtime.metrics import Metrics
 from runtime.tokens import TokenStore
 from runtime.wiring import Services
@@ -52,15 +51,6 @@ async def _lifespan(_app: FastAPI) -> AsyncGenerator[None, None]:
     yield
 
 
-def _caller_noted(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> str:
-    """``caller``, and the actor it found noted for the access line."""
-    actor = caller(request, credentials)
-    note_actor(request.state, actor)
-    return actor
-
-
 def create_app(*, services: Services, queue: JobQueue, metrics: Metrics) -> FastAPI:
     app = FastAPI(
         title="Hub API",
@@ -74,11 +64,11 @@ def create_app(*, services: Services, queue: JobQueue, metrics: Metrics) -> Fast
     app.state.services = services
     app.state.queue = queue
     app.state.tokens = TokenStore(services.ready_db())
+    app.state.verified_tokens = VerifiedTokens(app.state.tokens)
     app.state.metrics = metrics
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(AccessLog)  # outermost: it sees every request, refused ones included
-    app.dependency_overrides[caller] = _caller_noted
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -119,6 +109,7 @@ def create_app(*, services: Services, queue: JobQueue, metrics: Metrics) -> Fast
 
     @app.get("/metrics", tags=["system"], responses=ERRORS, response_class=Response)
     def prometheus(_: Caller) -> Response:
+        metrics.count_retention_deletions(services.db)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     for router in (*domains.routers(), jobs.router, audit.router, status.router):

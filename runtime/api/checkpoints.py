@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from runtime.api.deps import (
     API,
@@ -34,7 +34,9 @@ from runtime.api.deps import (
     VmIdQuery,
     accepted,
     canonical_uuid,
+    quick_read,
 )
+from runtime.api.responses import JsonBody
 from runtime.api.schemas import (
     CheckpointCreate,
     CheckpointPage,
@@ -52,18 +54,25 @@ router = APIRouter(prefix=API, tags=["checkpoints"])
 
 
 @router.get("/checkpoints", response_model=CheckpointPage, responses=ERRORS)
-def list_checkpoints(
+async def list_checkpoints(
     _: Caller,
-    services: ServicesDep,
+    request: Request,
     vm_id: VmIdQuery,
     limit: Limit = 50,
     offset: Offset = 0,
     status_: Annotated[CheckpointStatus | None, Query(alias="status")] = None,
-) -> dict[str, Any]:
-    items, total = CheckpointQueries(services.ready_db()).page(
-        status=status_, vmid=vm_id, limit=limit, offset=offset
+) -> Response:
+    # The hot read (issue 9): rows straight into the public shape, and the document encoded here.
+    # Returning a Response skips FastAPI's validation of 50 items against ``CheckpointPage`` (still
+    # the documented schema; tests check the answer against it) and its generic encoder.
+    # ``async`` with the read through ``quick_read``: no thread-pool hop on the embedded SQLite.
+    db = request.app.state.services.db  # not ServicesDep: one dependency fewer to solve on the hot path
+    queries = CheckpointQueries(db)
+    items, total = await quick_read(
+        db,
+        lambda: queries.page_public(status=status_, vmid=vm_id, limit=limit, offset=offset),
     )
-    return {"items": [cp.to_public() for cp in items], "total": total, "limit": limit, "offset": offset}
+    return JsonBody({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
 # Before ``/checkpoints/{uuid}``: routes match in order, and this path would otherwise be a uuid.
@@ -106,7 +115,7 @@ def create_checkpoint(
     params = {
         "kind": body.kind,
         "reason": body.reason,
-        "vmid": body.vm_id,
+        "vm_id": body.vm_id,
         "label": body.label,
         "vmstate": body.vmstate,
     }
@@ -152,12 +161,15 @@ def delete_checkpoint(
 
 
 @router.post(
-    "/checkpoints/prune", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=ERRORS
+    "/checkpoints/prune", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=NOT_FOUND
 )
-def prune(actor: Caller, queue: QueueDep, body: PruneRequest, response: Response) -> dict[str, Any]:
+def prune(
+    actor: Caller, services: ServicesDep, queue: QueueDep, body: PruneRequest, response: Response
+) -> dict[str, Any]:
     params: dict[str, Any] = {"dry_run": body.dry_run}
     if body.vm_id is not None:
-        params["vmid"] = body.vm_id
+        services.vms.locate(body.vm_id)  # as for create: an unknown VM is 404 now, not a failed job
+        params["vm_id"] = body.vm_id
     return accepted(queue, response, "checkpoint.prune", params, actor)
 
 

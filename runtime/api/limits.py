@@ -32,6 +32,10 @@ class BodyLimit:
                 return
             await self.app(scope, receive, send)
             return
+        if b"transfer-encoding" not in headers:
+            # Neither length nor chunking: the request has no body (RFC 9112, 6.3), as every GET.
+            await self.app(scope, receive, send)
+            return
         chunks: list[bytes] = []
         seen = 0
         while True:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from runtime.checkpoints.reconcile import Reconciler
 from runtime.checkpoints.records import CheckpointKind
@@ -22,10 +22,23 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# ``vm_id`` is the name everywhere (API bodies, results, stored parameters). ``vmid`` is still read:
+# jobs queued before the rename have it in their stored parameters, and a caller of the first wave
+# may still send it. Stored parameters are the model's dump, so new rows say ``vm_id``.
+def _vm_id() -> Any:
+    return Field(
+        default=None,
+        ge=100,
+        le=999_999_999,
+        strict=True,
+        validation_alias=AliasChoices("vm_id", "vmid"),
+    )
+
+
 class CreateParams(_Params):
     kind: CheckpointKind = CheckpointKind.MANUAL
     reason: str | None = Field(default=None, max_length=500)
-    vmid: int | None = Field(default=None, ge=100, le=999_999_999, strict=True)
+    vm_id: int | None = _vm_id()
     label: str | None = Field(default=None, pattern=LABEL.pattern)
     vmstate: bool | None = Field(default=None, strict=True)
 
@@ -43,11 +56,11 @@ class DeleteParams(_Params):
 
 class PruneParams(_Params):
     dry_run: bool = False
-    vmid: int | None = Field(default=None, ge=100, le=999_999_999, strict=True)
+    vm_id: int | None = _vm_id()
 
 
 class ReconcileParams(_Params):
-    vmid: int | None = Field(default=None, ge=100, le=999_999_999, strict=True)
+    vm_id: int | None = _vm_id()
 
 
 def _service(ctx: JobContext) -> CheckpointService:
@@ -60,7 +73,7 @@ def create(ctx: JobContext, params: CreateParams) -> dict[str, Any]:
         .create(
             kind=params.kind,
             reason=params.reason,
-            vmid=params.vmid,
+            vmid=params.vm_id,
             label=params.label,
             vmstate=params.vmstate,
         )
@@ -74,7 +87,7 @@ def delete(ctx: JobContext, params: DeleteParams) -> dict[str, Any]:
 
 def prune(ctx: JobContext, params: PruneParams) -> dict[str, Any]:
     svc = _service(ctx)
-    pruned = svc.prune(vmid=params.vmid, dry_run=params.dry_run)
+    pruned = svc.prune(vmid=params.vm_id, dry_run=params.dry_run)
     return {
         "dry_run": params.dry_run,
         "policy": asdict(svc.policy()),
@@ -84,7 +97,7 @@ def prune(ctx: JobContext, params: PruneParams) -> dict[str, Any]:
 
 
 def reconcile(ctx: JobContext, params: ReconcileParams) -> dict[str, Any]:
-    return Reconciler.build(ctx.services, actor=ctx.actor).run(vmid=params.vmid).to_public()
+    return Reconciler.build(ctx.services, actor=ctx.actor).run(vmid=params.vm_id).to_public()
 
 
 KINDS: list[JobKind[Any]] = [

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid as uuidlib
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Executable, Select, String, bindparam, func, select, type_coerce
+from sqlalchemy.exc import OperationalError
 
-from runtime.checkpoints.records import CheckpointRecord, CheckpointStatus
+from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus, iso
 from runtime.db import Checkpoint, Database
-from runtime.errors import NotFoundError, UsageError
+from runtime.errors import DatabaseError, NotFoundError, UsageError
 
 MIN_PREFIX = 4  # as git and docker: shorter prefixes match too much to be meant
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -99,6 +103,36 @@ class CheckpointQueries:
             ]
         return items, total
 
+    def page_public(
+        self,
+        *,
+        status: CheckpointStatus | None = None,
+        vmid: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """``page``, already in the public shape (``CheckpointRecord.to_public``): the API's list.
+
+        The same rows in the same order, read as plain column tuples and formatted directly: building
+        an ORM object and a record per row cost more than the read itself (issue 9). The output is
+        the record's ``to_public`` exactly (tests/runtime/checkpoints/test_queries_public.py)."""
+        sqlite = self.db.is_sqlite
+        count, query = _page_statements(status is not None, vmid is not None, sqlite)
+        values: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status is not None:
+            values["status"] = status.value
+        if vmid is not None:
+            values["vmid"] = vmid
+        try:
+            # A Core connection in one transaction: no Session, no ORM result machinery.
+            with self.db.engine.begin() as conn:
+                total = int(conn.execute(count, values).scalar() or 0)
+                rows = conn.execute(query, values).all()
+        except OperationalError as exc:
+            raise DatabaseError(f"database error: {str(exc.orig).strip()[:300]}") from None
+        public = _public_sqlite if sqlite else _public
+        return [public(*row) for row in rows], total
+
     def vms_with_rows(self) -> list[int]:
         """Every VM the Hub has checkpoints of: what a reconcile of all owned VMs visits."""
         with self.db.session() as s:
@@ -111,6 +145,129 @@ class CheckpointQueries:
             return list(
                 s.scalars(select(Checkpoint.vm_id).where(Checkpoint.status.in_(unsettled)).distinct())
             )
+
+
+_PUBLIC_COLUMNS = (
+    Checkpoint.uuid,
+    Checkpoint.vm_id,
+    Checkpoint.node,
+    Checkpoint.snapname,
+    Checkpoint.kind,
+    Checkpoint.status,
+    Checkpoint.reason,
+    Checkpoint.created_at,
+    Checkpoint.completed_at,
+    Checkpoint.error,
+    Checkpoint.protected,
+    Checkpoint.upid,
+    Checkpoint.label,
+    Checkpoint.vmstate,
+)
+
+
+@functools.cache
+def _page_statements(by_status: bool, by_vm: bool, sqlite: bool) -> tuple[Executable, Executable]:
+    """The count and the page for one combination of filters, built once (building a statement and
+    its cache key per request cost as much as running it); values are bound at execution. On SQLite
+    the two timestamps are read as the text SQLAlchemy stored (``_public_sqlite`` formats it)."""
+    where: list[ColumnElement[bool]] = []
+    if by_status:
+        where.append(Checkpoint.status == bindparam("status"))
+    if by_vm:
+        where.append(Checkpoint.vm_id == bindparam("vmid"))
+    count = select(func.count()).select_from(Checkpoint).where(*where)
+    columns: tuple[Any, ...] = _SQLITE_COLUMNS if sqlite else _PUBLIC_COLUMNS
+    page = (
+        select(*columns)
+        .where(*where)
+        .order_by(Checkpoint.created_at.desc(), Checkpoint.uuid)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return count, page
+
+
+# SQLAlchemy's SQLite DATETIME storage: "YYYY-MM-DD HH:MM:SS.ffffff", UTC here (UTCDateTime).
+_SQLITE_COLUMNS = tuple(
+    type_coerce(column, String()) if column.key in ("created_at", "completed_at") else column
+    for column in _PUBLIC_COLUMNS
+)
+
+
+def _iso_text(stored: str | None) -> str | None:
+    """SQLite's stored text as ``iso(datetime)`` writes it: ``T``, the fraction only when not zero
+    (as ``datetime.isoformat``), ``Z``."""
+    if not stored:
+        return None
+    whole, _, fraction = stored.partition(".")
+    text = whole.replace(" ", "T", 1)
+    if fraction.strip("0"):
+        text += "." + fraction
+    return text + "Z"
+
+
+def _public_sqlite(
+    uuid: str,
+    vm_id: int,
+    node: str,
+    snapname: str,
+    kind: str,
+    status: str,
+    reason: str | None,
+    created_at: str,
+    completed_at: str | None,
+    error: str | None,
+    protected: bool,
+    upid: str | None,
+    label: str | None,
+    vmstate: bool | None,
+) -> dict[str, Any]:
+    doc = _public(
+        uuid, vm_id, node, snapname, kind, status, reason, None, None, error, protected, upid, label, vmstate
+    )
+    doc["created_at"] = _iso_text(created_at)
+    doc["completed_at"] = _iso_text(completed_at)
+    return doc
+
+
+_KINDS = frozenset(kind.value for kind in CheckpointKind)
+
+
+def _public(
+    uuid: str,
+    vm_id: int,
+    node: str,
+    snapname: str,
+    kind: str,
+    status: str,
+    reason: str | None,
+    created_at: datetime | None,
+    completed_at: datetime | None,
+    error: str | None,
+    protected: bool,
+    upid: str | None,
+    label: str | None,
+    vmstate: bool | None,
+) -> dict[str, Any]:
+    # As CheckpointRecord.of + to_public: a kind this runtime does not know reads as 'imported', a
+    # row without a label is in its kind's pool, and a status must be one of ours.
+    kind = kind if kind in _KINDS else CheckpointKind.IMPORTED.value
+    return {
+        "uuid": uuid,
+        "vm_id": vm_id,
+        "node": node,
+        "snapname": snapname,
+        "kind": kind,
+        "status": CheckpointStatus(status).value,
+        "reason": reason,
+        "created_at": iso(created_at),
+        "completed_at": iso(completed_at),
+        "error": error,
+        "protected": protected,
+        "upid": upid,
+        "label": label or kind,
+        "vmstate": bool(vmstate),
+    }
 
 
 def _filters(*, status: CheckpointStatus | None, vmid: int | None) -> list[ColumnElement[bool]]:

@@ -15,17 +15,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from apscheduler.schedulers.background import BackgroundScheduler  # pyright: ignore[reportMissingTypeStubs]
-from apscheduler.triggers.base import BaseTrigger  # pyright: ignore[reportMissingTypeStubs]
-from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
 from sqlalchemy import func, select
 
 from runtime.checkpoints.records import CheckpointKind
 from runtime.db import Checkpoint, Database
 from runtime.heartbeats import Heartbeats
 from runtime.settings import Settings
+
+# APScheduler is imported where it is used: `hubctl health` asks this module whether a checkpoint is
+# due, and with the `manual` schedule (the default outside production) it never needs a trigger;
+# loading APScheduler's schedulers, executors and tzlocal cost ~20-30 ms of its start-up (issue 9).
+if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger  # pyright: ignore[reportMissingTypeStubs]
+    from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
 
 log = logging.getLogger(__name__)
 JOB_ID = "scheduled-checkpoint"
@@ -36,6 +40,8 @@ def trigger_for(settings: Settings) -> CronTrigger | None:
     expr = settings.effective_schedule
     if expr == "manual":
         return None
+    from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
+
     return CronTrigger.from_crontab(expr, timezone=UTC)  # pyright: ignore[reportUnknownMemberType]
 
 
@@ -91,6 +97,10 @@ class CheckpointScheduler:
         self.clock = clock
         # The lab passes an accelerated trigger; everything else uses the configured schedule.
         self._trigger = trigger
+        from apscheduler.schedulers.background import (  # pyright: ignore[reportMissingTypeStubs]
+            BackgroundScheduler,
+        )
+
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self.heartbeats = heartbeats
 

@@ -27,7 +27,6 @@ from runtime.errors import NotFoundError, UsageError
 if TYPE_CHECKING:
     from runtime.checkpoints.records import CheckpointRecord
     from runtime.db import Database
-    from runtime.wiring import Services
 
 app = typer.Typer(
     help="Checkpoints of the Hub VM (Proxmox snapshots tracked in the database).",
@@ -46,11 +45,6 @@ UuidArgument = Annotated[
         help="Checkpoint: full uuid, a unique prefix (4+ hex digits) or snapshot name (hub-...).",
     ),
 ]
-
-
-def _lock_reason(services: Services) -> str:
-    """What a command waits for first, with the time it gives up after (lock_wait_seconds)."""
-    return f"the VM's lock (gives up after {services.settings.lock_wait_seconds:.0f} s)"
 
 
 def _resolve(db: Database, ref: str) -> CheckpointRecord:
@@ -99,7 +93,7 @@ def create(
 
     output.set_json(json_output)
     services = services_from_settings()
-    with progress_shown(json_output, f"{_lock_reason(services)}, then the snapshot") as progress:
+    with progress_shown(json_output, services, then="the snapshot") as progress:
         svc = CheckpointService.build(services, actor="hubctl", progress=progress)
         cp = svc.create(kind=kind, reason=reason, vmid=vmid, label=label, vmstate=vmstate).to_public()
     output.emit(cp, output.checkpoint_text(cp))
@@ -163,7 +157,7 @@ def delete(uuid: UuidArgument, json_output: JsonOption = False) -> None:
     output.set_json(json_output)
     services = services_from_settings()
     target = _resolve(services.ready_db(), uuid).uuid
-    with progress_shown(json_output, f"{_lock_reason(services)}, then deleting {target[:8]}") as progress:
+    with progress_shown(json_output, services, then=f"deleting {target[:8]}") as progress:
         svc = CheckpointService.build(services, actor="hubctl", progress=progress)
         cp = svc.delete(target).to_public()
     output.emit(cp, output.checkpoint_text(cp))
@@ -203,7 +197,7 @@ def prune(
 
     output.set_json(json_output)
     services = services_from_settings()
-    with progress_shown(json_output, f"{_lock_reason(services)}, then the retention policy") as progress:
+    with progress_shown(json_output, services, then="the retention policy") as progress:
         svc = CheckpointService.build(services, actor="hubctl", progress=progress)
         document: dict[str, object] = {"dry_run": dry_run, "policy": dataclasses.asdict(svc.policy())}
         document["policies"] = svc.policies()

@@ -17,6 +17,7 @@ from runtime.cli.common import (
 
 if TYPE_CHECKING:
     from runtime.machines.lifecycle import MachineService
+    from runtime.wiring import Services
 
 app = typer.Typer(
     help="Task machines: VMs cloned from the Hub's template into its pool, per project.",
@@ -46,10 +47,9 @@ def _text(m: dict[str, Any]) -> str:
     return line
 
 
-def _service(json_output: bool, progress: Any = None) -> MachineService:
+def _service(services: Services, progress: Any = None) -> MachineService:
     from runtime.machines.lifecycle import MachineService
 
-    services = services_from_settings()
     return MachineService.build_from(services, actor="hubctl", progress=progress or (lambda _m: None))
 
 
@@ -75,8 +75,9 @@ def create(
     """Reserve capacity (refused, naming the limit, before any Proxmox call), then clone, configure
     and start. Repeating a create with the same --name after a crash resumes it."""
     output.set_json(json_output)
-    with progress_shown(json_output, "reserving capacity") as progress:
-        svc = _service(json_output, progress)
+    services = services_from_settings()
+    with progress_shown(json_output, services, then="reserving capacity") as progress:
+        svc = _service(services, progress)
         machine = svc.create(
             project=project, name=name, cores=cores, memory_mib=memory_mib, disk_gb=disk_gb, network=network
         ).to_public()
@@ -109,8 +110,9 @@ def show(machine: IdArgument, json_output: JsonOption = False) -> None:
 
 def _act(machine: str, action: str, json_output: bool) -> None:
     output.set_json(json_output)
-    with progress_shown(json_output, f"the VM's lock, then {action}") as progress:
-        svc = _service(json_output, progress)
+    services = services_from_settings()
+    with progress_shown(json_output, services, then=action) as progress:
+        svc = _service(services, progress)
         m = getattr(svc, action)(machine).to_public()
     output.emit(m, _text(m))
 
@@ -143,8 +145,9 @@ def snapshot(
 ) -> None:
     """Checkpoint the machine's VM (the checkpoint protocol; the project's retention applies)."""
     output.set_json(json_output)
-    with progress_shown(json_output, "the VM's lock, then the snapshot") as progress:
-        result = _service(json_output, progress).snapshot(machine, reason=reason)
+    services = services_from_settings()
+    with progress_shown(json_output, services, then="the snapshot") as progress:
+        result = _service(services, progress).snapshot(machine, reason=reason)
     cp = result["checkpoint"]
     output.emit(
         result,

@@ -5,10 +5,11 @@ Its stderr is a pipe here, not a terminal: every line must be a JSON object.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hubcore.proxmox.errors import ProxmoxError
 from runtime import logs
+from runtime.checkpoints.records import CheckpointKind
+from runtime.checkpoints.service import CheckpointService
 from runtime.errors import LockBusyError
 from runtime.locks import FileLocks, ObservedLocks
-from runtime.metrics import Metrics
-from tests.support.hubenv import TOKEN_SECRET, fake_pve_client, make_env
+from tests.support.hubenv import TOKEN_SECRET, HubEnv, fake_pve_client, make_env
 from tests.support.service import Service, serve
 
 
@@ -154,12 +156,47 @@ def test_lock_waits_and_refusals_are_observed(tmp_path: Path) -> None:
     assert seen.acquired == ["vm-100"] and seen.refused == [("vm-100", "busy")]
 
 
-def test_metrics_observer_counts_retention_deletions() -> None:
-    metrics = Metrics()
-    metrics.on_job_end(
-        "checkpoint.prune", outcome="succeeded", seconds=1.0, result={"dry_run": False, "pruned": [{}, {}]}
+@contextlib.contextmanager
+def _serving(env: HubEnv) -> Generator[Service]:
+    yield from serve(env)
+
+
+def test_every_retention_deletion_is_counted_whichever_path_pruned(
+    pve: Any, fakepve_cafile: str, tmp_path: Path
+) -> None:
+    """The prune inside a create job, a prune outside the service, never an operator's delete."""
+    env = make_env(
+        pve,
+        fakepve_cafile,
+        tmp_path,
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        HUB_RETENTION='{"manual": {"keep_last": 1}}',
     )
-    metrics.on_job_end(
-        "checkpoint.prune", outcome="succeeded", seconds=1.0, result={"dry_run": True, "pruned": [{}]}
-    )
-    assert metrics.registry.get_sample_value("hub_retention_deletions_total") == 2
+
+    def deletions(svc: Service) -> float:
+        return _samples(svc.get("/metrics").text)[("hub_retention_deletions_total", frozenset())]
+
+    with _serving(env) as svc:
+        assert deletions(svc) == 0
+        first, second = (
+            svc.wait_job(svc.post("/api/v1/checkpoints", {"kind": "manual"}).json()["id"]) for _ in range(2)
+        )
+        assert first["state"] == second["state"] == "succeeded"
+        # The second create job pruned the first; its result is the new checkpoint, not a prune list.
+        assert "pruned" not in second["result"]
+        assert svc.get(f"/api/v1/checkpoints/{first['result']['uuid']}").json()["status"] == "deleted"
+        assert deletions(svc) == 1
+
+        # A checkpoint taken beside the service (an operator's `hubctl checkpoint create`) prunes too.
+        services = env.services()
+        try:
+            CheckpointService.build(services, actor="hubctl").create(kind=CheckpointKind.MANUAL)
+        finally:
+            services.close()
+        assert deletions(svc) == 2
+
+        # An operator's delete is not retention.
+        newest = svc.get("/api/v1/checkpoints", params={"status": "completed"}).json()["items"][0]
+        gone = svc.wait_job(svc.delete(f"/api/v1/checkpoints/{newest['uuid']}").json()["id"])
+        assert gone["state"] == "succeeded"
+        assert deletions(svc) == 2

@@ -130,9 +130,14 @@ def test_vm_id_is_the_name_in_queries_and_vmid_still_works(pg_service: Service) 
     assert clash.status_code == 422 and clash.json()["error"] == "invalid"
     same = svc.get("/api/v1/checkpoints", params={"vm_id": 100, "vmid": 100})
     assert same.status_code == 200 and same.json()["total"] == 1
-    prune = svc.post("/api/v1/checkpoints/prune", {"dry_run": True, "vm_id": 4242})
+    before = jobs_total(svc)
+    for name in ("vm_id", "vmid"):  # a VM the cluster does not list: 404, and no job
+        unknown = svc.post("/api/v1/checkpoints/prune", {"dry_run": True, name: 4242})
+        assert unknown.status_code == 404 and "4242" in unknown.json()["detail"], unknown.text
+    assert jobs_total(svc) == before
+    prune = svc.post("/api/v1/checkpoints/prune", {"dry_run": True, "vmid": HUB_VMID})
     assert prune.status_code == 202
-    assert svc.wait_job(prune.json()["id"])["params"] == {"dry_run": True, "vmid": 4242}
+    assert svc.wait_job(prune.json()["id"])["params"] == {"dry_run": True, "vm_id": HUB_VMID}
     assert svc.post("/api/v1/checkpoints/prune", {"dry_run": "yes"}).status_code == 422
 
 

@@ -89,3 +89,15 @@ def test_health_without_proxmox_loads_no_migrations_api_or_infra(tmp_path: Path)
     }
     loaded = top & {"alembic", "fastapi", "hubinfra", "dramatiq", "rich", "redis", "proxmoxer", "requests"}
     assert not loaded, loaded
+    # A manual schedule (the default outside production) has no trigger to compute: no APScheduler.
+    assert json.loads(out)["checks"][1]["detail"].startswith("manual schedule")
+    assert "apscheduler" not in top, "health imported APScheduler for a manual schedule"
+
+
+def test_health_with_a_schedule_still_says_when_one_was_due(tmp_path: Path) -> None:
+    code, out, _ = _loaded("health", "--json", env=_empty_hub(tmp_path, HUB_CHECKPOINT_SCHEDULE="0 3 * * *"))
+    assert code == 1 and json.loads(out)["checks"][1] == {
+        "name": "checkpoints",
+        "status": "degraded",
+        "detail": "scheduled checkpoints, but none has completed yet",
+    }

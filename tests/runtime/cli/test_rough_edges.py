@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,4 +208,28 @@ def test_a_checkpoint_waiting_for_the_vms_lock_says_so_on_a_terminal(sqlite_hube
     with services.locks.hold(vm_lock_name(HUB_VMID), wait=5):
         code, seen = _on_a_terminal(["checkpoint", "create"], env, lambda: None)
     assert code == 1, seen
-    assert "waiting: the VM's lock (gives up after 4 s)" in seen
+    assert "waiting: the VM's lock" in seen
+    # The time left counts down live: the line was redrawn with at least two different values.
+    left = set(re.findall(r"waiting: the VM's lock \(\d+ s, (\d+) s left\)", seen))
+    assert len(left) >= 2 and max(int(n) for n in left) <= 4, seen
+
+
+def test_a_retried_proxmox_call_shows_what_failed_and_the_time_left(sqlite_hubenv: HubEnv, pve: Any) -> None:
+    """A transient Proxmox failure being retried: the terminal names the call, the error, the next
+    attempt and the time left of the retry budget; once the call goes through, the command goes on."""
+    sqlite_hubenv.services().ready_db()
+    pve.fail("GET", "/cluster/resources", 503, "proxy lost the upstream", times=4)
+    env = {**sqlite_hubenv.env(HUB_TRANSIENT_RETRY_SECONDS="60"), "TERM": "xterm", "COLUMNS": "200"}
+    code, seen = _on_a_terminal(["checkpoint", "create"], env, lambda: None)
+    assert code == 0, seen
+    retrying = re.findall(
+        r"waiting: Proxmox (\w+) failed \(([^)]*)\); attempt (\d) in [\d.]+ s \(\d+ s, (\d+) s left\)", seen
+    )
+    assert retrying, seen
+    assert {(kind, why) for kind, why, _, _ in retrying} == {
+        ("cluster_vms", "Proxmox API answered 503: proxy lost the upstream")
+    }
+    assert {attempt for _, _, attempt, _ in retrying} == {"2", "3", "4", "5"}
+    left = [int(n) for *_, n in retrying]
+    assert left == sorted(left, reverse=True) and left[0] <= 60 and len(set(left)) >= 2  # counting down
+    assert "completed" in seen
