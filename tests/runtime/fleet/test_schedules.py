@@ -119,3 +119,35 @@ def test_a_project_scheduled_after_start_is_picked_up_and_one_unscheduled_droppe
         finally:
             scheduler.shutdown()
     assert [params["project"] for _, params, _ in submitted.calls] == ["beta"]
+
+
+def test_the_service_runs_a_projects_schedule(fleet_env: HubEnv) -> None:
+    """The real `hubctl serve` (its leader's scheduler): a project scheduled every minute gets a
+    fleet.checkpoint job from the scheduler within the minute, which checkpoints its machines."""
+    from sqlalchemy import select
+
+    from runtime.db import Job
+    from tests.support.service import Service, free_port, make_token
+
+    ProjectStore(fleet_env.services().ready_db()).create("beta", checkpoint_schedule="* * * * *")
+    svc = Service(env=fleet_env, port=free_port(), token=make_token(fleet_env, "tests"))
+    svc.start()
+    try:
+        deadline = time.monotonic() + 150  # the next minute boundary, then the job itself
+
+        def scheduled() -> list[Job]:
+            with fleet_env.services().db.session() as s:
+                return list(s.scalars(select(Job).where(Job.kind == "fleet.checkpoint")))
+
+        while not (jobs := scheduled()) or jobs[0].state not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, [(j.state, j.error) for j in jobs]
+            time.sleep(0.5)
+    finally:
+        code, err = svc.stop()
+    assert code == 0, err
+    job = jobs[0]
+    assert (job.actor, job.params["project"], job.params["kind"]) == ("scheduler", "beta", "scheduled")
+    assert job.state == "succeeded", job.error
+    assert job.result is not None
+    assert sorted(r["vm_id"] for r in job.result["results"]) == sorted(cluster.BETA)
+    assert "project beta: scheduled fleet checkpoints at '* * * * *'" in err
