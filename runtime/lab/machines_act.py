@@ -37,10 +37,7 @@ QUOTA = 2
 
 def run(lab: Lab) -> None:
     console = lab.console
-    lab.step(
-        f"7. task machines: a quota of {QUOTA}, a VM destroyed outside the Hub, "
-        "a fleet checkpoint"
-    )
+    lab.step(f"7. task machines: a quota of {QUOTA}, a VM destroyed outside the Hub, a fleet checkpoint")
     settings = Settings(
         **lab.settings_values(),
         pool=TASK_POOL,
