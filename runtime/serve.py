@@ -40,10 +40,12 @@ from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.db import Database
 from runtime.errors import DatabaseError, HubError, OperationError
 from runtime.fleet.reconcile import reconcile_owned
+from runtime.fleet.schedules import ProjectSchedules
 from runtime.health.loop import run_health_loop
 from runtime.jobs.queue import JobQueue
 from runtime.leases import DbLease, Leadership
 from runtime.machines.cluster_sync import sync_machines
+from runtime.machines.projects import ProjectStore
 from runtime.metrics import Metrics
 from runtime.settings import Settings
 from runtime.tokens import BOOTSTRAP_TOKEN_NAME, TokenStore
@@ -198,13 +200,20 @@ class _LeaderRoles:
         with self._guard:
             if stop.is_set():  # lost the lease while reconciling
                 return
-            if hub_vmid is not None:
+            if settings.proxmox_configured:
+                # One scheduler: the Hub's own schedule (when it has a VM) and every project's
+                # scheduled fleet checkpoint (runtime/fleet/schedules.py), both on the leader only.
+                projects = ProjectSchedules(
+                    projects=ProjectStore(services.db, actor="scheduler"),
+                    submit=lambda kind, params: queue.submit(kind, params, actor="scheduler"),
+                )
                 self._scheduler = CheckpointScheduler(
                     settings=settings,
                     db=services.db,
                     vmid=hub_vmid,
                     job=lambda: _submit_scheduled(queue),
                     heartbeats=services.heartbeats,
+                    parts=[projects],
                 )
                 if self._scheduler.start():
                     say("a scheduled checkpoint was missed while no Hub led: one catch-up run queued")

@@ -13,9 +13,9 @@ scheduled checkpoint and survives restarts and rollbacks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from sqlalchemy import func, select
 
@@ -28,6 +28,7 @@ from runtime.settings import Settings
 # due, and with the `manual` schedule (the default outside production) it never needs a trigger;
 # loading APScheduler's schedulers, executors and tzlocal cost ~20-30 ms of its start-up (issue 9).
 if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler  # pyright: ignore[reportMissingTypeStubs]
     from apscheduler.triggers.base import BaseTrigger  # pyright: ignore[reportMissingTypeStubs]
     from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
 
@@ -76,23 +77,34 @@ def catch_up_due(settings: Settings, *, last: datetime | None, now: datetime) ->
     return fire is not None and fire <= now
 
 
+class SchedulerPart(Protocol):
+    """More timed work on the same scheduler (e.g. projects' fleet checkpoints, runtime.fleet.schedules):
+    one APScheduler, so the leader runs one scheduler and health watches one heartbeat."""
+
+    def install(self, scheduler: BackgroundScheduler) -> None: ...
+
+
 class CheckpointScheduler:
-    """Runs ``job`` at each fire time of the checkpoint schedule, plus one catch-up run at start."""
+    """Runs ``job`` at each fire time of the checkpoint schedule, plus one catch-up run at start,
+    and whatever ``parts`` install (they run even when the Hub's own schedule is ``manual``)."""
 
     def __init__(
         self,
         *,
         settings: Settings,
         db: Database,
-        vmid: int,
+        vmid: int | None,
         job: Callable[[], object],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         trigger: BaseTrigger | None = None,
         heartbeats: Heartbeats | None = None,
+        parts: Sequence[SchedulerPart] = (),
     ) -> None:
         self.settings = settings
         self.db = db
-        self.vmid = vmid  # the VM whose scheduled checkpoints decide whether a run was missed
+        # The VM whose scheduled checkpoints decide whether a run was missed; None (no Hub VM, e.g.
+        # HUB_VMID unset) runs only the parts.
+        self.vmid = vmid
         self.job = job
         self.clock = clock
         # The lab passes an accelerated trigger; everything else uses the configured schedule.
@@ -103,6 +115,7 @@ class CheckpointScheduler:
 
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self.heartbeats = heartbeats
+        self.parts = tuple(parts)
 
     @property
     def enabled(self) -> bool:
@@ -111,12 +124,19 @@ class CheckpointScheduler:
     def start(self) -> bool:
         """Start firing; returns whether a catch-up run was due (it is started in the background)."""
         trigger = self._trigger or trigger_for(self.settings)
-        if trigger is None:
+        vmid = self.vmid
+        if vmid is None:
+            trigger = None
+        if trigger is None and not self.parts:
             return False
-        due = catch_up_due(self.settings, last=last_scheduled(self.db, self.vmid), now=self.clock())
-        self._scheduler.add_job(  # pyright: ignore[reportUnknownMemberType]
-            self._run, trigger, id=JOB_ID, coalesce=True, max_instances=1, misfire_grace_time=3600
-        )
+        due = False
+        if trigger is not None and vmid is not None:
+            due = catch_up_due(self.settings, last=last_scheduled(self.db, vmid), now=self.clock())
+            self._scheduler.add_job(  # pyright: ignore[reportUnknownMemberType]
+                self._run, trigger, id=JOB_ID, coalesce=True, max_instances=1, misfire_grace_time=3600
+            )
+        for part in self.parts:
+            part.install(self._scheduler)
         if due:
             log.info("a scheduled checkpoint was missed while the Hub was down: catching up once")
             self._scheduler.add_job(self._run, id=JOB_ID + "-catch-up")  # pyright: ignore[reportUnknownMemberType]

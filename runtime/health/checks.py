@@ -29,6 +29,7 @@ from runtime.checkpoints.records import CheckpointStatus
 from runtime.db import Checkpoint, Job, JobState
 from runtime.errors import HubError
 from runtime.heartbeats import Beat
+from runtime.jobs.workers import WorkerCensus, census
 from runtime.settings import Settings
 from runtime.wiring import Services
 
@@ -79,7 +80,13 @@ def evaluate(services: Services, *, now: datetime | None = None) -> dict[str, An
             checks += _hub_vm(services)
     checks.append(_local("disk", lambda: disk_check(_disk_path(settings), settings)))
     checks.append(_local("memory", lambda: memory_check(MEMINFO.read_text(), settings)))
-    checks += liveness_checks(services.heartbeats.snapshot(), now=now.timestamp())
+    registry = None
+    if checks[0].status != "critical":
+        try:
+            registry = worker_registry(services)
+        except HubError:  # said by the database check; the in-process threads are still judged
+            registry = None
+    checks += liveness_checks(services.heartbeats.snapshot(), now=now.timestamp(), registry=registry)
     return {
         "status": worst([c.status for c in checks]),
         "checks": [c.to_public() for c in checks],
@@ -342,9 +349,30 @@ def memory_check(meminfo: str, settings: Settings) -> Check:
 STALE_BEATS = 3
 
 
-def liveness_checks(beats: Sequence[Beat], *, now: float) -> list[Check]:
-    """``scheduler`` and ``workers`` from this process's heartbeats; a party that never registered
-    (the CLI's own process, a manual schedule) has no check."""
+@dataclass(frozen=True, slots=True)
+class RegistryView:
+    """The worker registry (every job-running process, on any host) and the jobs waiting for one."""
+
+    census: WorkerCensus
+    queued: int
+
+
+def worker_registry(services: Services) -> RegistryView:
+    with services.db.session() as s:
+        queued = s.scalar(select(func.count()).select_from(Job).where(Job.state == JobState.QUEUED.value))
+    return RegistryView(
+        census=census(services.db, stale_after=services.settings.worker_stale_seconds),
+        queued=int(queued or 0),
+    )
+
+
+def liveness_checks(
+    beats: Sequence[Beat], *, now: float, registry: RegistryView | None = None
+) -> list[Check]:
+    """``scheduler`` from this process's heartbeats; ``workers`` from this process's worker threads
+    (dead or hung) and the worker registry (live processes anywhere: ``hubctl worker``, other
+    ``serve``). A party that never registered (the CLI's own process, a manual schedule) has no check;
+    no worker ever registered and nothing queued is no check either."""
     checks: list[Check] = []
     schedulers = [b for b in beats if b.role == "scheduler"]
     if schedulers:
@@ -357,24 +385,54 @@ def liveness_checks(beats: Sequence[Beat], *, now: float) -> list[Check]:
         else:
             checks.append(Check("scheduler", "healthy", f"beat {max(now - schedulers[0].last, 0):.0f}s ago"))
     workers = [b for b in beats if b.role == "worker"]
-    if workers:
-        dead = [b for b in workers if b.thread_alive is False]
-        hung = [
-            b for b in workers if b.thread_alive is not False and b.deadline is not None and now > b.deadline
-        ]
-        busy = [b for b in workers if b.busy_with is not None]
-        bad = len(dead) + len(hung)
-        parts = [f"{len(workers)} thread(s), {len(busy)} busy"]
-        parts += [f"{b.name} died" for b in dead]
-        parts += [
-            f"{b.name} hung: {b.busy_with} running {now - b.last:.0f}s, "
-            f"past its {b.deadline - b.last:.0f}s bound"
-            for b in hung
-            if b.deadline is not None
-        ]
-        status = "critical" if bad == len(workers) else "degraded" if bad else "healthy"
-        checks.append(Check("workers", status, "; ".join(parts)))
+    check = _workers_check(workers, now=now, registry=registry)
+    if check is not None:
+        checks.append(check)
     return checks
+
+
+def _workers_check(workers: Sequence[Beat], *, now: float, registry: RegistryView | None) -> Check | None:
+    # Another live process can run the jobs this one's hung threads cannot: then it is not critical.
+    elsewhere = [w for w in registry.census.live if not w.here] if registry is not None else []
+    local = _local_workers(workers, now=now, others_live=bool(elsewhere)) if workers else None
+    if registry is None:
+        return local
+    reg, queued = registry.census, registry.queued
+    roles = sorted({w.role for w in reg.live})
+    line = (
+        f"{len(reg.live)} live worker process(es) of {reg.registered} registered"
+        + (f" ({', '.join(roles)})" if roles else "")
+        + f", {queued} job(s) queued"
+    )
+    if local is not None:
+        return Check("workers", local.status, f"{local.detail}; {line}")
+    if reg.live:
+        return Check("workers", "healthy", line)
+    if queued:
+        return Check("workers", "critical", f"no live worker to run the queued jobs: {line}")
+    if reg.registered:
+        return Check("workers", "degraded", f"no live worker (the next job will wait): {line}")
+    return None
+
+
+def _local_workers(workers: Sequence[Beat], *, now: float, others_live: bool) -> Check:
+    """This process's worker threads: dead or hung (past their job's deadline) ones are counted."""
+    dead = [b for b in workers if b.thread_alive is False]
+    hung = [b for b in workers if b.thread_alive is not False and b.deadline is not None and now > b.deadline]
+    busy = [b for b in workers if b.busy_with is not None]
+    bad = len(dead) + len(hung)
+    parts = [f"{len(workers)} thread(s), {len(busy)} busy"]
+    parts += [f"{b.name} died" for b in dead]
+    parts += [
+        f"{b.name} hung: {b.busy_with} running {now - b.last:.0f}s, past its {b.deadline - b.last:.0f}s bound"
+        for b in hung
+        if b.deadline is not None
+    ]
+    if bad and bad == len(workers):
+        status = "degraded" if others_live else "critical"
+    else:
+        status = "degraded" if bad else "healthy"
+    return Check("workers", status, "; ".join(parts))
 
 
 # ------------------------------------------------------------------ helpers

@@ -35,7 +35,7 @@ from sqlalchemy import CursorResult, delete, select, update
 
 from runtime.db import Database, Job, JobState, Worker
 from runtime.errors import HubError
-from runtime.locks import holder_alive, holder_token
+from runtime.locks import holder_alive, holder_token, is_this_process
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,40 @@ class WorkerTiming:
 
     heartbeat: float
     stale_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class LiveWorker:
+    id: str
+    host: str
+    pid: int
+    role: str
+    here: bool  # this very process (its job threads are judged by runtime.heartbeats too)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCensus:
+    """Every registered job-running process, and the live ones among them (any host)."""
+
+    registered: int
+    live: tuple[LiveWorker, ...]
+
+
+def census(db: Database, *, stale_after: float) -> WorkerCensus:
+    """Live: heartbeat younger than ``stale_after`` and process not provably gone (as ``live_ids``).
+    Health reads it, so a process without job threads of its own (``serve`` with
+    ``HUB_WORKER_THREADS=0``, ``hubctl health``) still sees the workers in other processes."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=stale_after)
+    with db.session() as s:
+        rows = s.execute(
+            select(Worker.id, Worker.host, Worker.pid, Worker.role, Worker.token, Worker.heartbeat_at)
+        ).all()
+    live = tuple(
+        LiveWorker(id=wid, host=host, pid=pid, role=role, here=is_this_process(token))
+        for wid, host, pid, role, token, beat in rows
+        if beat >= cutoff and holder_alive(token)
+    )
+    return WorkerCensus(registered=len(rows), live=live)
 
 
 class WorkerRegistry:
@@ -123,10 +157,7 @@ class WorkerRegistry:
 
     def live_ids(self) -> set[str]:
         """Workers whose heartbeat is fresh and whose process is not provably gone."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.timing.stale_after)
-        with self.db.session() as s:
-            rows = s.execute(select(Worker.id, Worker.token).where(Worker.heartbeat_at >= cutoff)).all()
-        return {worker_id for worker_id, token in rows if holder_alive(token)}
+        return {w.id for w in census(self.db, stale_after=self.timing.stale_after).live}
 
     def list(self) -> list[dict[str, Any]]:
         with self.db.session() as s:

@@ -3,13 +3,21 @@
 
 Driven through the real runtime (quota reservation, the clone/configure/start steps over the
 Proxmox API, cluster sync); the "outside" destroy goes through the Proxmox API as an operator's
-would, not through the Hub. The fleet checkpoint part is added by the fleet work.
+would, not through the Hub. Then a fleet checkpoint of the project (``runtime.fleet``, what
+``hubctl fleet checkpoint --project lab`` and the project's schedule run) with one VM's snapshot
+refused by the simulator (fakepve's fault injection, PVE's own "snapshot feature is not available"):
+that VM is reported, the others get their checkpoints.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
+from runtime.checkpoints.records import CheckpointKind
+from runtime.fleet.records import Selector
+from runtime.fleet.runner import FleetRunner
 from runtime.lab.simulator import TASK_POOL, TASK_TEMPLATE_VMID
 from runtime.machines.cluster_sync import sync_machines
 from runtime.machines.errors import QuotaExceeded
@@ -29,9 +37,7 @@ QUOTA = 2
 
 def run(lab: Lab) -> None:
     console = lab.console
-    lab.step(
-        f"7. task machines: project '{PROJECT}' with a quota of {QUOTA}, then one destroyed outside the Hub"
-    )
+    lab.step(f"7. task machines: a quota of {QUOTA}, a VM destroyed outside the Hub, a fleet checkpoint")
     settings = Settings(
         **lab.settings_values(),
         pool=TASK_POOL,
@@ -69,8 +75,50 @@ def run(lab: Lab) -> None:
         )
         shown = svc.show(victim.uuid)
         console.print(f"   machine {shown.name} is now '{shown.status}': {shown.error}", markup=False)
+        _fleet(lab, services, svc, survivors=made[1:], made=len(made))
     finally:
         services.close()
+
+
+def _fleet(
+    lab: Lab, services: Services, svc: MachineService, *, survivors: list[MachineRecord], made: int
+) -> None:
+    """More machines (the missing one freed its slot; the limit is raised by one), then a fleet
+    checkpoint of the project while the simulator refuses one VM's snapshot."""
+    console = lab.console
+    ProjectStore(services.ready_db(), actor="lab").set(PROJECT, max_machines=QUOTA + 1)
+    live = list(survivors)
+    for n in range(made + 1, made + 3):
+        m = svc.create(project=PROJECT, name=f"{PROJECT}-{n}")
+        live.append(m)
+        console.print(f"[green]✓[/] machine {m.name}: VM {m.vm_id} on {m.node}, {m.status}")
+    broken = live[-1]
+    assert lab.sim is not None and broken.vm_id is not None
+    lab.sim.inject_faults(
+        [
+            {
+                "method": "POST",
+                "suffix": f"/qemu/{broken.vm_id}/snapshot",
+                "error": "snapshot_feature_not_available",
+            }
+        ]
+    )
+    console.print(
+        f"   fleet checkpoint of project '{PROJECT}' ({len(live)} VMs); the simulator refuses "
+        f"VM {broken.vm_id}'s snapshot..."
+    )
+    report = FleetRunner.build(services, actor="lab").checkpoint(
+        Selector.of(project=PROJECT, tag=None, all_vms=False), kind=CheckpointKind.MANUAL, label="lab-fleet"
+    )
+    for r in sorted(report.results, key=lambda r: r.vm_id):
+        mark = "[green]✓[/]" if r.status.value == "completed" else "[red]✗[/]"
+        console.print(
+            f"{mark} VM {r.vm_id} on {r.node}: {r.status.value}" + (f": {escape(r.error)}" if r.error else "")
+        )
+    console.print(
+        f"   fleet summary: {report.total} selected, {report.completed} completed, {report.failed} failed "
+        f"in {report.seconds:.1f}s"
+    )
 
 
 class _Calls:

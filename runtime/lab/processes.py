@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import OperationError
-from runtime.lab.simulator import TOKEN_ENV
+from runtime.lab.simulator import FAULTS_FILE, TOKEN_ENV
 
 READY_TIMEOUT = 60.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -68,6 +68,18 @@ class Simulator:
     cafile: str
     token: str
     process: subprocess.Popen[str]
+    state_dir: Path
+
+    def inject_faults(self, faults: list[dict[str, str]]) -> None:
+        """Make the simulator answer matching requests with PVE's own errors (fakepve's ``fail``):
+        the list goes through a file in its state dir, SIGUSR1 tells it to apply them, and its one
+        JSON line says they are in place (runtime/lab/simulator.py)."""
+        (self.state_dir / FAULTS_FILE).write_text(json.dumps(faults))
+        self.process.send_signal(signal.SIGUSR1)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line or json.loads(line).get("faults") != len(faults):
+            raise OperationError(f"the Proxmox simulator did not take the faults: {line.strip()[:200]!r}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -115,4 +127,4 @@ def start_simulator(*, state_dir: Path, node: str, vmid: int, time_scale: float,
         _, err = proc.communicate(timeout=10)
         raise OperationError(f"the Proxmox simulator did not start: {(err or 'no output').strip()[:300]}")
     ready = json.loads(line)
-    return Simulator(url=ready["url"], cafile=ready["cafile"], token=token, process=proc)
+    return Simulator(url=ready["url"], cafile=ready["cafile"], token=token, process=proc, state_dir=state_dir)

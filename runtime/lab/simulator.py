@@ -7,6 +7,11 @@ started by ``hubctl lab``; no other module imports it. A test checks both.
 It serves over TLS with a certificate it makes for 127.0.0.1, writes that certificate where the Hub
 will look for its CA, puts the Hub VM in the fake cluster, accepts the Hub's API token (read from
 the environment, never from argv) and prints one JSON line once it listens.
+
+Fault injection for the lab's acts (fakepve's own ``FakePve.fail``): on SIGUSR1 it reads
+``<state-dir>/faults.json`` (a list of ``{"method", "suffix", "error"}``, ``error`` a name from
+fakepve's catalogue of PVE's real errors) and applies each, then prints one JSON line
+``{"faults": N}`` so the lab knows they are in place before it goes on.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ TOKEN_ENV = "HUB_LAB_TOKEN"  # user@realm!tokenid=secret
 TASK_POOL = "hub-lab"
 TASK_TEMPLATE_VMID = 9000
 TASK_NODE = "pve2"
+FAULTS_FILE = "faults.json"
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -66,6 +72,14 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def inject() -> None:
+        faults = json.loads((state / FAULTS_FILE).read_text())
+        for f in faults:
+            pve.fail(f["method"], f["suffix"], error=f["error"])
+        print(json.dumps({"faults": len(faults)}), flush=True)
+
+    loop.add_signal_handler(signal.SIGUSR1, inject)
     await stop.wait()
     await pve.stop()
 

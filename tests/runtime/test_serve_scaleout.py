@@ -365,3 +365,58 @@ def test_a_worker_waits_for_the_schema_and_says_so_when_it_never_comes(
         line.startswith("hubctl: error:") and "schema is at nothing" in line and "hubctl db upgrade" in line
     )
     assert env.services().db.current_revision() is None  # it did not migrate
+
+
+def _workers_check(doc: dict[str, Any]) -> dict[str, str] | None:
+    return next((c for c in doc["checks"] if c["name"] == "workers"), None)
+
+
+def test_health_sees_job_workers_in_other_processes(shared: HubEnv) -> None:
+    """A serve without job threads (HUB_WORKER_THREADS=0) and `hubctl health`, a third process: both
+    judge the workers from the registry. Healthy while a `hubctl worker` heartbeats; once it is
+    killed and a job waits, critical, naming the counts; a new worker runs the job and it is healthy."""
+    procs: list[Proc] = []
+
+    def cli_check() -> dict[str, str] | None:
+        result = shared.run("health", "--json", **FAST)
+        return _workers_check(json.loads(result.stdout))
+
+    def leader_check() -> dict[str, str] | None:
+        return _workers_check(svc.get("/api/v1/health").json())
+
+    try:
+        serve_proc, svc = _serve(shared, "serve", HUB_WORKER_THREADS="0")
+        procs.append(serve_proc)
+        assert serve_proc.pid not in _workers(shared)  # it runs no jobs, so it is not registered
+        worker = Proc(shared, "worker", "worker")
+        procs.append(worker)
+        _until(lambda: worker.pid in _workers(shared), what="the worker to register")
+        check = cli_check()
+        assert check is not None and check["status"] == "healthy", check
+        assert check["detail"].startswith("1 live worker process(es) of 1 registered (worker)")
+        _until(
+            lambda: (c := leader_check()) is not None and c["status"] == "healthy",
+            what="the leader's health loop to see the worker",
+        )
+
+        worker.stop(signal.SIGKILL)  # gone without leaving the registry (its pid is gone on this host)
+        job = svc.post("/api/v1/checkpoints", {"reason": "waits for a worker"}).json()
+        check = cli_check()
+        assert check is not None and check["status"] == "critical", check
+        assert check["detail"].startswith("no live worker to run the queued jobs: 0 live worker process(es)")
+        assert "1 job(s) queued" in check["detail"]
+        _until(
+            lambda: (c := leader_check()) is not None and c["status"] == "critical",
+            what="the leader's health loop to see no live worker",
+        )
+
+        again = Proc(shared, "worker-2", "worker")
+        procs.append(again)
+        assert svc.wait_job(job["id"], timeout=120)["state"] == "succeeded"
+        check = cli_check()
+        assert check is not None and check["status"] == "healthy", check
+    finally:
+        for proc in procs:
+            proc.stop()
+    for proc in procs:
+        assert "Traceback" not in proc.text(), proc.text()

@@ -136,3 +136,116 @@ def test_the_scheduler_beats_through_apscheduler(sqlite_hubenv: HubEnv) -> None:
     finally:
         scheduler.shutdown(wait=True)
     assert beats.snapshot() == []
+
+
+# ------------------------------------------------------- workers in other processes (the registry)
+
+
+def _worker_row(env: HubEnv, *, host: str, pid: int, age: float, role: str = "worker") -> str:
+    """A registry row as a worker on another host writes it, last heartbeat ``age`` seconds ago."""
+    from datetime import UTC, datetime, timedelta
+
+    from runtime.db import Worker
+    from runtime.db.models import new_uuid
+
+    at = datetime.now(UTC) - timedelta(seconds=age)
+    worker_id = new_uuid()
+    with env.services().ready_db().session() as s:
+        s.add(
+            Worker(
+                id=worker_id,
+                host=host,
+                pid=pid,
+                token=f"{host}:{pid}:123:1",
+                role=role,
+                started_at=at,
+                heartbeat_at=at,
+            )
+        )
+    return worker_id
+
+
+def _age(env: HubEnv, worker_id: str, age: float) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from runtime.db import Worker
+
+    with env.services().db.session() as s:
+        s.execute(
+            update(Worker)
+            .where(Worker.id == worker_id)
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(seconds=age))
+        )
+
+
+def _workers_check(env: HubEnv, beats: Heartbeats | None = None, now: float | None = None) -> Any:
+    from runtime.health.checks import worker_registry
+
+    services = env.services()
+    beats = beats or Heartbeats()
+    checks = liveness_checks(
+        beats.snapshot(), now=now if now is not None else time.time(), registry=worker_registry(services)
+    )
+    return {c.name: c for c in checks}.get("workers")
+
+
+def test_workers_in_other_processes_are_seen_through_the_registry(sqlite_hubenv: HubEnv) -> None:
+    """A process without job threads of its own (serve with HUB_WORKER_THREADS=0, hubctl health):
+    healthy while a worker anywhere heartbeats; critical when jobs are queued and none does."""
+    from runtime.jobs.store import JobStore
+
+    env = sqlite_hubenv
+    stale = env.services().settings.worker_stale_seconds
+    assert _workers_check(env) is None  # no worker ever registered, nothing queued: no check
+
+    other = _worker_row(env, host="worker-host-1", pid=4242, age=1)
+    check = _workers_check(env)
+    assert check.status == "healthy", check
+    assert check.detail == "1 live worker process(es) of 1 registered (worker), 0 job(s) queued"
+
+    _age(env, other, stale + 1)  # its heartbeat went stale: the process or its host is gone
+    check = _workers_check(env)
+    assert check.status == "degraded" and check.detail.startswith("no live worker (the next job will wait)")
+
+    JobStore(env.services().ready_db()).create(kind="checkpoint.create", params={}, actor="test")
+    check = _workers_check(env)
+    assert check.status == "critical", check
+    assert check.detail == (
+        "no live worker to run the queued jobs: 0 live worker process(es) of 1 registered, 1 job(s) queued"
+    )
+
+    _worker_row(env, host="worker-host-2", pid=77, age=0, role="serve")  # another one comes up
+    check = _workers_check(env)
+    assert check.status == "healthy", check
+    assert check.detail == "1 live worker process(es) of 2 registered (serve), 1 job(s) queued"
+
+
+def test_every_local_thread_hung_is_critical_only_when_no_other_process_works(sqlite_hubenv: HubEnv) -> None:
+    """The in-process detection stays: this process's threads all hung is critical, unless a live
+    worker in another process can run the jobs (then degraded, naming the hung thread)."""
+    env = sqlite_hubenv
+    clock = FakeClock()
+    beats = Heartbeats(clock=clock)
+    alive = threading.Event()
+    thread = threading.Thread(target=alive.wait, args=(30,))
+    thread.start()
+    try:
+        beats.watch_thread("worker:a", thread, role="worker")
+        with beats.busy("worker:a", role="worker", what="job x (slow)", timeout=10):
+            clock.now += 11
+            check = _workers_check(env, beats, clock.now)
+            assert check.status == "critical" and "worker:a hung" in check.detail, check
+            other = _worker_row(env, host="worker-host-1", pid=4242, age=1)
+            check = _workers_check(env, beats, clock.now)
+            assert check.status == "degraded", check
+            assert (
+                "worker:a hung" in check.detail
+                and "1 live worker process(es) of 1 registered" in check.detail
+            )
+            _age(env, other, env.services().settings.worker_stale_seconds + 1)
+            assert _workers_check(env, beats, clock.now).status == "critical"
+    finally:
+        alive.set()
+        thread.join()

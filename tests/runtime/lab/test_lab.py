@@ -35,6 +35,9 @@ def test_lab_once_walks_through_and_cleans_up(tmp_path: Path) -> None:
     # outside the Hub is noticed by cluster sync.
     assert "Proxmox calls made for the refused request: 0" in out
     assert "lab-1 is now 'missing'" in out
+    # The fleet part: a checkpoint of the project's three machines, one refused by the simulator.
+    assert "fleet summary: 3 selected, 2 completed, 1 failed" in out
+    assert "failed: " in out and "snapshot feature is not available" in out
     assert "lab walk-through complete" in out
     assert "left 'creating'" in out and "database and Proxmox agree again" in out
     assert "POST /api/v1/checkpoints -> 202" in out and "job succeeded" in out
