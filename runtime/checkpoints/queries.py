@@ -162,6 +162,8 @@ _PUBLIC_COLUMNS = (
     Checkpoint.upid,
     Checkpoint.label,
     Checkpoint.vmstate,
+    Checkpoint.blessed_at,
+    Checkpoint.bless_refused,
 )
 
 
@@ -189,7 +191,7 @@ def _page_statements(by_status: bool, by_vm: bool, sqlite: bool) -> tuple[Execut
 
 # SQLAlchemy's SQLite DATETIME storage: "YYYY-MM-DD HH:MM:SS.ffffff", UTC here (UTCDateTime).
 _SQLITE_COLUMNS = tuple(
-    type_coerce(column, String()) if column.key in ("created_at", "completed_at") else column
+    type_coerce(column, String()) if column.key in ("created_at", "completed_at", "blessed_at") else column
     for column in _PUBLIC_COLUMNS
 )
 
@@ -221,12 +223,31 @@ def _public_sqlite(
     upid: str | None,
     label: str | None,
     vmstate: bool | None,
+    blessed_at: str | None,
+    bless_refused: str | None,
 ) -> dict[str, Any]:
     doc = _public(
-        uuid, vm_id, node, snapname, kind, status, reason, None, None, error, protected, upid, label, vmstate
+        uuid,
+        vm_id,
+        node,
+        snapname,
+        kind,
+        status,
+        reason,
+        None,
+        None,
+        error,
+        protected,
+        upid,
+        label,
+        vmstate,
+        None,
+        bless_refused,
     )
     doc["created_at"] = _iso_text(created_at)
     doc["completed_at"] = _iso_text(completed_at)
+    doc["blessed"] = blessed_at is not None
+    doc["blessed_at"] = _iso_text(blessed_at)
     return doc
 
 
@@ -248,6 +269,8 @@ def _public(
     upid: str | None,
     label: str | None,
     vmstate: bool | None,
+    blessed_at: datetime | None,
+    bless_refused: str | None,
 ) -> dict[str, Any]:
     # As CheckpointRecord.of + to_public: a kind this runtime does not know reads as 'imported', a
     # row without a label is in its kind's pool, and a status must be one of ours.
@@ -267,6 +290,9 @@ def _public(
         "upid": upid,
         "label": label or kind,
         "vmstate": bool(vmstate),
+        "blessed": blessed_at is not None,
+        "blessed_at": iso(blessed_at),
+        "bless_refused": bless_refused,
     }
 
 

@@ -26,11 +26,24 @@ def db(database_url: str) -> Database:
 def _rows(db: Database) -> None:
     start = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)  # whole seconds: isoformat drops the fraction
     variants = [
-        {"kind": "manual", "status": "completed", "label": "daily", "protected": True, "vmstate": True},
+        {
+            "kind": "manual",
+            "status": "completed",
+            "label": "daily",
+            "protected": True,
+            "vmstate": True,
+            "blessed": True,
+        },
         {"kind": "scheduled", "status": "failed", "error": "boom", "label": None},
         {"kind": "from-a-newer-runtime", "status": "creating", "label": None, "upid": "UPID:pve1:1:2:3"},
         {"kind": "pre-operation", "status": "deleted", "reason": "before upgrade", "label": "pre-operation"},
-        {"kind": "emergency", "status": "completed", "reason": "ünïcödé ✓", "label": None},
+        {
+            "kind": "emergency",
+            "status": "completed",
+            "reason": "ünïcödé ✓",
+            "label": None,
+            "bless_refused": "taken while degraded",
+        },
     ]
     with db.session() as s:
         for i in range(25):
@@ -52,6 +65,8 @@ def _rows(db: Database) -> None:
                     protected=bool(v.get("protected")),
                     label=v.get("label"),
                     vmstate=bool(v.get("vmstate")),
+                    blessed_at=created + timedelta(hours=1, microseconds=7) if v.get("blessed") else None,
+                    bless_refused=v.get("bless_refused"),
                 )
             )
         # An empty label (not NULL) reads as the kind's pool too.

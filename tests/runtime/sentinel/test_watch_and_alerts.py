@@ -54,7 +54,18 @@ def test_watch_recovers_a_hung_hub_and_stops_cleanly_on_sigterm(
                     break
                 time.sleep(0.1)
             store.close()
-            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            # The run's outcome is written before its counter moves: wait (bounded) for the counter
+            # rather than read it once, which raced the sentinel's next statement under load.
+            while True:
+                metrics = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+                )
+                if (
+                    'hub_sentinel_ladder_runs_total{outcome="healthy"}' in metrics
+                    or time.monotonic() > deadline
+                ):
+                    break
+                time.sleep(0.1)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)
         finally:
