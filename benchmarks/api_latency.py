@@ -426,9 +426,11 @@ def rss_only(*, runs: int, write: Path | None) -> int:
         seed_rows(database_url, ROWS)
         env = hub_env(database_url)
         python = str(REPO / ".venv" / "bin" / "python")
+        bare_cmd = [python, "-m", "benchmarks.bare_api"]
+        hub_cmd = [str(HUBCTL), "serve", "--host", "127.0.0.1"]
         servers = {
-            "bare": Server("bare FastAPI+uvicorn app", [python, "-m", "benchmarks.bare_api"], env, root / "bare.log"),
-            "hub": Server("`hubctl serve`", [str(HUBCTL), "serve", "--host", "127.0.0.1"], env, root / "hub.log"),
+            "bare": Server("bare FastAPI+uvicorn app", bare_cmd, env, root / "bare.log"),
+            "hub": Server("`hubctl serve`", hub_cmd, env, root / "hub.log"),
         }
         for run in range(runs):
             for key, server in servers.items():
