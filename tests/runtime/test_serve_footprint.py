@@ -17,8 +17,8 @@ from tests.support.hubenv import REPO
 
 # Loaded only when used: the Redis broker (redis-py and its observability package) with
 # HUB_REDIS_URL, Alembic to migrate a database that is behind, the Proxmox client (requests,
-# proxmoxer) and APScheduler with Proxmox configured. (OpenTelemetry's API is not in the list:
-# FastAPI itself imports it, in the bare app as well.)
+# proxmoxer) and APScheduler with Proxmox configured, filelock to take a VM lock. (OpenTelemetry's
+# API is not in the list: FastAPI itself imports it, in the bare app as well.)
 NOT_ON_THE_EMBEDDED_DEFAULT = (
     "redis",
     "dramatiq.brokers.redis",
@@ -30,6 +30,7 @@ NOT_ON_THE_EMBEDDED_DEFAULT = (
     "urllib3",
     "proxmoxer",
     "apscheduler",
+    "filelock",
 )
 
 # The service's own start-up on the embedded default, as runtime/serve.py builds it: every module it
