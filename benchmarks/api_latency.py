@@ -38,6 +38,7 @@ import os
 import platform
 import signal
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -398,15 +399,82 @@ def render(
 
 
 BEGIN, END = "<!-- api_latency:begin -->", "<!-- api_latency:end -->"
+RSS_BEGIN, RSS_END = "<!-- api_rss:begin -->", "<!-- api_rss:end -->"
 
 
-def write_section(path: Path, text: str) -> None:
+def write_section(path: Path, text: str, *, begin: str = BEGIN, end: str = END) -> None:
     doc = path.read_text()
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers to write between")
-    head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{path}: no {begin} ... {end} markers to write between")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{text}{end}{tail}")
+
+
+def rss_only(*, runs: int, write: Path | None) -> int:
+    """Idle RSS only (the same reading as the full run: ``VmRSS`` 3 s after the first ``/healthz``),
+    the bare app and ``hubctl serve`` alternately, ``runs`` fresh processes each; median kept."""
+    loads = [load_average()]
+    samples: dict[str, list[float]] = {"bare": [], "hub": []}
+    with tempfile.TemporaryDirectory(prefix="hub-bench-rss-") as tmp:
+        root = Path(tmp)
+        database_url = f"sqlite:///{root / 'hub.db'}"
+        upgraded = hubctl("db", "upgrade", database_url=database_url)
+        if upgraded.returncode != 0:
+            print(upgraded.stderr, file=sys.stderr)
+            return 1
+        seed_rows(database_url, ROWS)
+        env = hub_env(database_url)
+        python = str(REPO / ".venv" / "bin" / "python")
+        bare_cmd = [python, "-m", "benchmarks.bare_api"]
+        hub_cmd = [str(HUBCTL), "serve", "--host", "127.0.0.1"]
+        servers = {
+            "bare": Server("bare FastAPI+uvicorn app", bare_cmd, env, root / "bare.log"),
+            "hub": Server("`hubctl serve`", hub_cmd, env, root / "hub.log"),
+        }
+        for run in range(runs):
+            for key, server in servers.items():
+                server.start()
+                try:
+                    time.sleep(3.0)
+                    samples[key].append(rss_mib(server.pid))
+                finally:
+                    server.stop()
+                loads.append(load_average())
+            print(
+                f"api_latency --rss-only: run {run + 1}: bare {samples['bare'][-1]:.1f} MiB, "
+                f"hub {samples['hub'][-1]:.1f} MiB",
+                flush=True,
+            )
+    bare, hub = statistics.median(samples["bare"]), statistics.median(samples["hub"])
+    ratio = hub / bare
+
+    def each(key: str) -> str:
+        return " / ".join(f"{v:.1f}" for v in samples[key])
+
+    report = "\n".join(
+        [
+            f"Run on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC (`--rss-only --runs {runs}`): "
+            f"{os.cpu_count()} CPUs shared with other work (1-min load average "
+            f"{min(loads):.1f}-{max(loads):.1f}), Python {platform.python_version()}; SQLite, "
+            f"{ROWS} rows, no Proxmox; `VmRSS` 3 s after the first `/healthz`, fresh processes, "
+            "alternately.",
+            "",
+            "| process | idle RSS, median | each run (MiB) |",
+            "| --- | ---: | --- |",
+            f"| {servers['bare'].name} | {bare:.1f} MiB | {each('bare')} |",
+            f"| {servers['hub'].name} | {hub:.1f} MiB | {each('hub')} |",
+            "",
+            "| goal (issue 9) | figure | baseline, same run | ratio | met |",
+            "| --- | --- | --- | ---: | --- |",
+            f"| idle RSS of `hubctl serve` <= 1.5x a bare FastAPI+uvicorn app | {hub:.1f} MiB | "
+            f"bare app {bare:.1f} MiB | {ratio:.2f}x | {'yes' if ratio <= 1.5 else '**no**'} |",
+        ]
+    )
+    print(report)
+    if write:
+        write_section(write, report + "\n", begin=RSS_BEGIN, end=RSS_END)
+    return 0
 
 
 def _extract(commit: str, into: Path) -> Path:
@@ -427,7 +495,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write", type=Path, help="write the tables between the api_latency markers of this file"
     )
+    parser.add_argument(
+        "--rss-only",
+        action="store_true",
+        help="only idle RSS: the bare app and `hubctl serve` started --runs times each, alternately "
+        "(no load, no nginx; with --write, the api_rss markers)",
+    )
     args = parser.parse_args(argv)
+    if args.rss_only:
+        if not 1 <= args.runs <= 10:
+            parser.error("bounded: --runs in [1, 10]")
+        return rss_only(runs=args.runs, write=args.write)
     if not (0 < args.rate <= 1000 and 0 < args.duration <= 120 and 1 <= args.runs <= 10):
         parser.error("bounded: --rate up to 1000, --duration in (0, 120], --runs in [1, 10]")
     if not 0 < args.saturate <= 60:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Self, cast
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -470,6 +469,8 @@ def _read_config_file(path: str | None) -> dict[str, Any]:
         raise SettingsError(
             env_name("config_file"), f"{file} is not UTF-8 text (byte {exc.start}: {exc.reason})"
         ) from None
+    import yaml  # only with a settings file (~0.9 MiB a process configured by its environment never needs)
+
     try:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
         # A document nested past any sane depth (or a YAML alias that contains itself) is refused

@@ -37,11 +37,11 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from hubcore.proxmox import ProxmoxClient, ProxmoxError, Snapshot, VmRef
+from hubcore.proxmox import ProxmoxError, VmRef
 from runtime import audit
 from runtime.checkpoints import naming
 from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus
@@ -51,6 +51,9 @@ from runtime.locks import VmLocks, vm_lock_name
 from runtime.settings import Settings
 from runtime.vms import VmLocator
 from runtime.wiring import Services
+
+if TYPE_CHECKING:
+    from hubcore.proxmox import ProxmoxClient, Snapshot  # the client module: only when Proxmox is used
 
 # A lock a snapshot task holds on the VM while it runs (qemu-server PVE/QemuConfig.pm via
 # pve-guest-common AbstractConfig::snapshot_create / snapshot_delete).

@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hubcore.proxmox import ProxmoxClient, ProxmoxError, ProxmoxTaskTimeout, Snapshot, VmRef
+from hubcore.proxmox import ProxmoxError, ProxmoxTaskTimeout, VmRef
 from runtime import audit, failpoints
 from runtime.checkpoints import naming
 from runtime.checkpoints.errors import CheckpointError, CheckpointPending, VerificationError
@@ -41,6 +41,9 @@ from runtime.locks import VmLocks, vm_lock_name
 from runtime.settings import Settings
 from runtime.vms import VmLocator
 from runtime.wiring import Services
+
+if TYPE_CHECKING:
+    from hubcore.proxmox import ProxmoxClient, Snapshot  # the client module: only when Proxmox is used
 
 Progress = Callable[[str], None]
 Clock = Callable[[], datetime]

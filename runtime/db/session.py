@@ -74,10 +74,18 @@ class Database:
         return cfg
 
     def upgrade(self) -> tuple[str | None, str]:
-        """Apply every pending migration; returns (revision before, revision after). Idempotent."""
+        """Apply every pending migration; returns (revision before, revision after). Idempotent.
+
+        A database already at head is left alone without importing Alembic: its script machinery,
+        Mako and Pygments cost ~13 MiB that a long-running ``serve`` would keep for its whole life
+        only to learn there was nothing to do. Only the cheap reading decides that (a single head
+        read from the versions folder, a single row in the table); anything less certain is
+        Alembic's to answer, as before."""
+        before = self.current_revision()
+        if before is not None and before == read_head_revision(MIGRATIONS / "versions"):
+            return before, before
         from alembic import command
 
-        before = self.current_revision()
         try:
             command.upgrade(self.alembic_config(), "head")
         except OperationalError as exc:

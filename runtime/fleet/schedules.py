@@ -24,13 +24,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC
-
-from apscheduler.schedulers.background import BackgroundScheduler  # pyright: ignore[reportMissingTypeStubs]
-from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
+from typing import TYPE_CHECKING
 
 from runtime.checkpoints.records import CheckpointKind
 from runtime.errors import HubError
 from runtime.machines.projects import ProjectStore
+
+if TYPE_CHECKING:
+    # APScheduler is the leader's, with Proxmox configured (runtime/serve.py builds the scheduler then):
+    # a ``serve`` without Proxmox never loads it.
+    from apscheduler.schedulers.background import BackgroundScheduler  # pyright: ignore[reportMissingTypeStubs]
 
 log = logging.getLogger(__name__)
 JOB_PREFIX = "project-checkpoint:"
@@ -72,6 +75,8 @@ class ProjectSchedules:
         scheduler = self._scheduler
         if scheduler is None:
             return
+        from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
+
         try:
             wanted = dict(self.projects.schedules())
         except HubError as exc:

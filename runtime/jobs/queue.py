@@ -26,7 +26,6 @@ from datetime import timedelta
 from typing import Any, Protocol, cast
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.worker import WorkerThread
 
@@ -72,6 +71,15 @@ def _beat_name(thread: threading.Thread) -> str:
     return f"worker:{thread.name}"
 
 
+def _redis_broker(url: str) -> dramatiq.Broker:
+    """Dramatiq's Redis broker, imported only when Redis is configured: the module imports redis-py,
+    whose ``observability`` package loads OpenTelemetry (~7 MiB and ~180 modules that a ``serve`` on
+    the embedded default would keep for its whole life without ever using them)."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(url=url)
+
+
 class JobQueue:
     def __init__(
         self,
@@ -87,7 +95,7 @@ class JobQueue:
         self.kinds = kinds
         self.store = JobStore(services.ready_db())
         url = services.settings.redis_url
-        self.broker: dramatiq.Broker = RedisBroker(url=url) if url else StubBroker()
+        self.broker: dramatiq.Broker = _redis_broker(url) if url else StubBroker()
         self.heartbeats = services.heartbeats
         self.broker.add_middleware(_WorkerLiveness(self.heartbeats))
         # Our jobs are not retried by the queue: a failed checkpoint is a result to report, and the

@@ -28,13 +28,12 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlalchemy import select
 
 from hubcore.proxmox import (
-    ProxmoxClient,
     ProxmoxConflict,
     ProxmoxError,
     ProxmoxNotFound,
@@ -63,6 +62,9 @@ from runtime.machines.records import (
 from runtime.settings import Settings, env_name
 from runtime.vms import VmLocator
 from runtime.wiring import Services
+
+if TYPE_CHECKING:
+    from hubcore.proxmox import ProxmoxClient  # the client module: only when Proxmox is used
 
 Progress = Callable[[str], None]
 Clock = Callable[[], datetime]
