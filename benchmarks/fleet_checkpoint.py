@@ -37,6 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks.docs_section import write_section
 from benchmarks.fakepve_thread import TOKEN_ID, TOKEN_SECRET, ServedPve
 from hubcore.proxmox import ProxmoxClient
 from runtime.fleet.records import FleetReport, Selector
@@ -252,13 +253,7 @@ def main() -> None:
     text = render(result)
     print(text)
     if args.write:
-        doc = args.write.read_text(encoding="utf-8")
-        if START in doc:
-            head, rest = doc.split(START, 1)
-            doc = head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1]
-        else:
-            doc += f"\n{START}\n{text}\n{END}\n"
-        args.write.write_text(doc, encoding="utf-8")
+        write_section(args.write, START, END, text)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Any
 
 from proxmoxer import ProxmoxAPI  # pyright: ignore[reportMissingTypeStubs]
 
+from benchmarks.docs_section import write_section
 from benchmarks.fakepve_thread import TOKEN_ID, TOKEN_SECRET, ServedPve
 from runtime.checkpoints import naming
 from runtime.db import Checkpoint
@@ -193,14 +194,7 @@ def main() -> None:
     table = render(results)
     print(table)
     if args.write:
-        text = args.write.read_text(encoding="utf-8")
-        start, end = "<!-- reconcile-scale:start -->", "<!-- reconcile-scale:end -->"
-        if start in text:
-            head, rest = text.split(start, 1)
-            text = head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1]
-        else:
-            text += f"\n{start}\n{table}\n{end}\n"
-        args.write.write_text(text, encoding="utf-8")
+        write_section(args.write, "<!-- reconcile-scale:start -->", "<!-- reconcile-scale:end -->", table)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from benchmarks.docs_section import write_section
 from benchmarks.fakepve_thread import TOKEN_ID, TOKEN_SECRET, ServedPve
 from hubcore.proxmox import ProxmoxClient
 from hubcore.proxmox.errors import ProxmoxError
@@ -192,14 +193,7 @@ def main() -> None:
     table = render(rows)
     print(table)
     if args.write:
-        text = args.write.read_text(encoding="utf-8")
-        start, end = "<!-- sentinel-ladder:start -->", "<!-- sentinel-ladder:end -->"
-        if start in text:
-            head, rest = text.split(start, 1)
-            text = head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1]
-        else:
-            text += f"\n{start}\n{table}\n{end}\n"
-        args.write.write_text(text, encoding="utf-8")
+        write_section(args.write, "<!-- sentinel-ladder:start -->", "<!-- sentinel-ladder:end -->", table)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
+from benchmarks.docs_section import write_section
 from runtime import domains
 from runtime.db import Job, JobState, Worker
 from runtime.jobs.queue import JobQueue
@@ -200,14 +201,7 @@ def main() -> None:
     table = render(results, task=args.task_seconds, per_worker=args.jobs_per_worker)
     print(table)
     if args.write:
-        text = args.write.read_text(encoding="utf-8")
-        start, end = MARKS
-        if start in text:
-            head, rest = text.split(start, 1)
-            text = head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1]
-        else:
-            text += f"\n{start}\n{table}\n{end}\n"
-        args.write.write_text(text, encoding="utf-8")
+        write_section(args.write, *MARKS, table)
 
 
 if __name__ == "__main__":
