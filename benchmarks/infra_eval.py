@@ -1,15 +1,17 @@
 """Benchmark: evaluate the prod Pulumi program under mocks with 0, 10, 50 and 100 extra hubs.
 
 Extra hubs alternate between experimental hubs (snapshot clones) and client hubs (full Hub VMs), so
-both component paths are measured. Every pass is a fresh process (as `pulumi up` is) that evaluates
-the program once to warm its imports, then once per size; CPU time (`time.process_time`, all threads
-of the process) and wall time are taken per size. The figure is the CPU time: the machine's cores are
-shared, and wall time then measures the neighbours as much as the program.
+both component paths are measured. Every measured evaluation is a fresh process, one size each, as
+`pulumi up` is one process evaluating the program once: the process evaluates the program at 0 extra
+hubs to load its imports and first-run caches (not per-hub costs), then once at the measured size,
+so no size runs on a heap grown by the sizes before it. CPU time (`time.process_time`, all threads of
+the process) and wall time are taken; the figure is the CPU time: the machine's cores are shared,
+and wall time then measures the neighbours as much as the program. Sizes are interleaved within
+each of the REPEATS rounds, so every size sees the same load over the run.
 
 Baseline in the same run: `--before REV` evaluates the program as it was at REV (its own
-`__main__.py`, hubinfra, harness and stack file, from `git archive`), pass for pass interleaved with
-the current tree, so both see the same load. Peak RSS: one more fresh process per tree evaluating
-only the largest size.
+`__main__.py`, hubinfra, harness and stack file, from `git archive`), process for process
+interleaved with the current tree. Peak RSS is that of the processes evaluating 100 extra hubs.
 
     .venv/bin/python -m benchmarks.infra_eval --before 6ef2f69 --write docs/performance.md
 """
@@ -17,6 +19,7 @@ only the largest size.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -35,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 SIZES = (0, 10, 50, 100)
 SEGMENTS = ((0, 10), (10, 50), (50, 100))
-REPEATS = 3
+REPEATS = 5
 GOAL_SECONDS_AT_50 = 1.5
 GOAL_LINEAR = 1.10  # the largest per-hub slope over the smallest
 BEGIN, END = "<!-- infra_eval:begin -->", "<!-- infra_eval:end -->"
@@ -64,11 +67,14 @@ def child(tree: Path, sizes: list[int]) -> None:
     sys.path.insert(0, str(tree))
     from tests.hubinfra.harness import run_program  # the tree's own harness and program
 
-    run_program("prod")  # imports and first-run caches, as in any real process before the figure
+    # The tree's harness may put the collector back after each run (tests need it); here, as in the
+    # real program, it stays as the program left it (trees before that option had nothing to put back).
+    keep = {"restore_gc": False} if "restore_gc" in inspect.signature(run_program).parameters else {}
+    run_program("prod", **keep)  # imports and first-run caches, as in any real process before the figure
     out: dict[str, Any] = {}
     for count in sizes:
         cpu, wall = time.process_time(), time.perf_counter()
-        run = run_program("prod", edit=extra_hubs(count))
+        run = run_program("prod", edit=extra_hubs(count), **keep)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         if run.exit_code is not None:
             raise SystemExit(f"program failed with {count} extra hubs: {run.errors}")
@@ -103,16 +109,17 @@ def slopes(medians: dict[int, float]) -> list[float]:
     return [(medians[b] - medians[a]) / (b - a) for a, b in SEGMENTS]
 
 
-def summarise(passes: list[dict[str, Any]], rss: dict[str, Any]) -> dict[str, Any]:
-    cpu = {n: stats([p[str(n)]["cpu"] for p in passes]) for n in SIZES}
-    wall = {n: stats([p[str(n)]["wall"] for p in passes]) for n in SIZES}
+def summarise(runs: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """`runs[n]`: one child's answer per round for size n."""
+    cpu = {n: stats([r[str(n)]["cpu"] for r in runs[n]]) for n in SIZES}
+    wall = {n: stats([r[str(n)]["wall"] for r in runs[n]]) for n in SIZES}
     return {
         "cpu": cpu,
         "wall": wall,
-        "resources": {n: passes[0][str(n)]["resources"] for n in SIZES},
+        "resources": {n: runs[n][0][str(n)]["resources"] for n in SIZES},
         "slopes": slopes({n: cpu[n][1] for n in SIZES}),
         "wall_slopes": slopes({n: wall[n][1] for n in SIZES}),
-        "maxrss_mib": rss["maxrss_mib"],
+        "maxrss_mib": statistics.median(r["maxrss_mib"] for r in runs[SIZES[-1]]),
     }
 
 
@@ -131,7 +138,8 @@ def render(
         f"Machine: {os.cpu_count()} cores shared with other work; load average at start "
         f"{load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}. Python {platform.python_version()}. "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Each size: min / median / max over {REPEATS} fresh "
-        "processes; CPU time of the evaluating process (all its threads), wall time beside it.",
+        "processes, one evaluation of that size each (after a warm-up at 0 extra hubs); CPU time of the "
+        "evaluating process (all its threads), wall time beside it.",
         "",
         "| extra hubs | resources | CPU s (min / median / max) | wall s (min / median / max) |"
         + (f" before ({rev}) CPU s | before wall s | CPU after/before |" if before else ""),
@@ -209,13 +217,13 @@ def main() -> None:
         trees = {"now": REPO}
         if args.before:
             trees["before"] = export_tree(args.before, Path(tmp))
-        passes: dict[str, list[dict[str, Any]]] = {k: [] for k in trees}
+        runs: dict[str, dict[int, list[dict[str, Any]]]] = {k: {n: [] for n in SIZES} for k in trees}
         for _ in range(REPEATS):
-            for key, tree in trees.items():  # interleaved: both trees see the same load
-                passes[key].append(run_child(tree, SIZES))
-        rss = {key: run_child(tree, (SIZES[-1],)) for key, tree in trees.items()}
-    now = summarise(passes["now"], rss["now"])
-    before = summarise(passes["before"], rss["before"]) if "before" in passes else None
+            for n in SIZES:
+                for key, tree in trees.items():  # interleaved: both trees see the same load
+                    runs[key][n].append(run_child(tree, (n,)))
+    now = summarise(runs["now"])
+    before = summarise(runs["before"]) if "before" in runs else None
     block = render(now, before, args.before, load)
     print(block)
     if args.write:

@@ -211,8 +211,15 @@ def run_program(
     edit: Callable[[dict[str, Any]], None] | None = None,
     secrets: Mapping[str, str] = OPERATOR_SECRETS,
     pve_version: str = RecordingMocks.pve_version,
+    restore_gc: bool = True,
 ) -> Run:
-    """Evaluate __main__.py for `stack`; `edit` may change the parsed stack config first."""
+    """Evaluate __main__.py for `stack`; `edit` may change the parsed stack config first.
+
+    The program turns the cyclic garbage collector off for its one evaluation (hubinfra/evaluation.py);
+    this process goes on with other tests and runs, so the collector is put back afterwards, unless
+    `restore_gc` is false (benchmarks/infra_eval.py: a one-evaluation process, as `pulumi up` is,
+    where the first young collection after putting it back would sweep every object the evaluation
+    made, a cost the real program never pays before it exits)."""
     config = copy.deepcopy(stack_config(stack))
     if edit is not None:
         edit(config)
@@ -235,9 +242,7 @@ def run_program(
 
     exit_code: int | None = None
     outputs: dict[str, Any] = {}
-    # The program tunes the process's garbage collector for its one evaluation (hubinfra/evaluation.py);
-    # this process goes on with other tests and runs, so the collector is put back afterwards.
-    thresholds = gc.get_threshold()
+    thresholds, collecting = gc.get_threshold(), gc.isenabled()
     secret_outputs: set[str] = set()
     try:
         loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(MAIN), run_name="__main__")))
@@ -257,8 +262,11 @@ def run_program(
                 thread_loop.close()
         asyncio.set_event_loop(None)
         runtime_settings.reset_options()
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+        if restore_gc:
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
+            if collecting:
+                gc.enable()
     for res in mocks.resources:
         (
             res.protect,
