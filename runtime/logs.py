@@ -17,6 +17,7 @@ thing the Hub did.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import json
 import logging
@@ -39,6 +40,9 @@ _STANDARD = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", Non
 }
 _HANDLER_NAME = "hub-log"
 QUEUE_SIZE = 10_000
+# How long ending the process waits for room in a full queue to say "stop" to the writer: stderr is
+# being drained (the lines are written) or it is stuck (they are dropped, as while running).
+SHUTDOWN_WRITE_SECONDS = 10.0
 
 access_log = logging.getLogger("hub.access")
 
@@ -79,7 +83,7 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
     """Hands records to the writer thread; when the queue is full (stderr not drained), drops them
     and says how many once there is room again, instead of stalling a request or a job on a write."""
 
-    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
+    def __init__(self, records: queue.Queue[logging.LogRecord | None]) -> None:
         super().__init__(records)
         self.dropped = 0
 
@@ -106,6 +110,20 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             self.dropped += 1
 
 
+class _Writer(logging.handlers.QueueListener):
+    """The writer thread. The standard listener asks it to stop with ``put_nowait``, which raised
+    ``queue.Full`` out of ``shutdown`` (at exit: a traceback, and the queued lines never written)
+    whenever the queue was full at the end, e.g. after a burst of requests."""
+
+    def __init__(self, records: queue.Queue[logging.LogRecord | None], writer: logging.Handler) -> None:
+        super().__init__(records, writer)
+        self._records = records
+
+    def enqueue_sentinel(self) -> None:
+        # None: the standard listener's stop mark (logging.handlers.QueueListener._sentinel).
+        self._records.put(None, timeout=SHUTDOWN_WRITE_SECONDS)
+
+
 _listener: logging.handlers.QueueListener | None = None
 
 
@@ -121,7 +139,7 @@ def configure(level: str, *, stream: TextIO | None = None, as_json: bool | None 
     json_lines = not _is_terminal(out) if as_json is None else as_json
     writer = logging.StreamHandler(out)
     writer.setFormatter(JsonFormatter() if json_lines else TextFormatter())
-    records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=QUEUE_SIZE)
+    records: queue.Queue[logging.LogRecord | None] = queue.Queue(maxsize=QUEUE_SIZE)
     handler = _DroppingQueueHandler(records)
     handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
@@ -131,7 +149,7 @@ def configure(level: str, *, stream: TextIO | None = None, as_json: bool | None 
     root.setLevel(logging.WARNING)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(level.upper())
-    _listener = logging.handlers.QueueListener(records, writer)
+    _listener = _Writer(records, writer)
     _listener.start()
     # Also on an early exit (the database never came, the lease is taken): queued lines still go out.
     atexit.unregister(shutdown)
@@ -143,8 +161,10 @@ def shutdown() -> None:
     """Write every queued line and stop the writer thread (the process is ending)."""
     global _listener
     if _listener is not None:
-        _listener.stop()
-        _listener = None
+        listener, _listener = _listener, None
+        # stderr stuck for SHUTDOWN_WRITE_SECONDS: what is queued is lost (the thread is a daemon).
+        with contextlib.suppress(queue.Full):
+            listener.stop()
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -9,6 +9,8 @@ import contextlib
 import io
 import json
 import logging
+import threading
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +202,47 @@ def test_every_retention_deletion_is_counted_whichever_path_pruned(
         gone = svc.wait_job(svc.delete(f"/api/v1/checkpoints/{newest['uuid']}").json()["id"])
         assert gone["state"] == "succeeded"
         assert deletions(svc) == 2
+
+
+class _HeldStream(io.StringIO):
+    """A stderr whose reader is away until ``release`` (writes block meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.away = threading.Event()
+
+    def write(self, s: str) -> int:
+        self.away.wait()
+        return super().write(s)
+
+    def release(self) -> None:
+        self.away.set()
+
+
+def test_ending_with_a_full_queue_writes_what_is_queued() -> None:
+    """A burst fills the bounded queue while stderr is slow; ending the process then must wait for the
+    writer and write every queued line (the standard listener raised queue.Full here)."""
+    out = _HeldStream()
+    logs.configure("info", stream=out, as_json=True)
+    log = logging.getLogger("hub.test")
+    for i in range(logs.QUEUE_SIZE + 50):
+        log.info("line %d", i)
+    threading.Timer(0.3, out.release).start()
+    logs.shutdown()  # no exception
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) >= logs.QUEUE_SIZE  # every line that found room in the queue
+    assert lines[-1]["msg"].startswith("line ")
+
+
+def test_ending_with_stderr_stuck_gives_up_in_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "SHUTDOWN_WRITE_SECONDS", 0.2)
+    out = _HeldStream()
+    logs.configure("info", stream=out, as_json=True)
+    try:
+        for i in range(logs.QUEUE_SIZE + 50):
+            logging.getLogger("hub.test").info("line %d", i)
+        started = time.monotonic()
+        logs.shutdown()
+        assert time.monotonic() - started < 5  # gave up instead of waiting for a reader that never comes
+    finally:
+        out.release()
