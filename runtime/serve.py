@@ -40,6 +40,7 @@ from runtime.checkpoints.schedule import CheckpointScheduler
 from runtime.db import Database
 from runtime.errors import DatabaseError, HubError, OperationError
 from runtime.fleet.reconcile import reconcile_owned
+from runtime.fleet.schedules import KIND as FLEET_CHECKPOINT
 from runtime.fleet.schedules import ProjectSchedules
 from runtime.health.loop import run_health_loop
 from runtime.jobs.queue import JobQueue
@@ -206,6 +207,10 @@ class _LeaderRoles:
                 projects = ProjectSchedules(
                     projects=ProjectStore(services.db, actor="scheduler"),
                     submit=lambda kind, params: queue.submit(kind, params, actor="scheduler"),
+                    # What this scheduler (any leader's) last submitted per project: the catch-up memory.
+                    last_run=lambda name: queue.store.last_submitted(
+                        FLEET_CHECKPOINT, actor="scheduler", param=("project", name)
+                    ),
                 )
                 self._scheduler = CheckpointScheduler(
                     settings=settings,

@@ -50,6 +50,10 @@ def next_fire(settings: Settings, *, after: datetime) -> datetime | None:
     trigger = trigger_for(settings)
     if trigger is None:
         return None
+    return next_fire_of(trigger, after=after)
+
+
+def next_fire_of(trigger: BaseTrigger, *, after: datetime) -> datetime | None:
     # APScheduler answers "at or after"; we want strictly after (a run at 00:00:00 is not still due).
     probe = after + timedelta(microseconds=1)
     fire = cast(datetime | None, trigger.get_next_fire_time(None, probe))  # pyright: ignore[reportUnknownMemberType]
@@ -71,9 +75,16 @@ def catch_up_due(settings: Settings, *, last: datetime | None, now: datetime) ->
     With no scheduled checkpoint on record there is nothing to catch up on: the first one happens at
     the next fire time, as configured.
     """
+    trigger = trigger_for(settings)
+    return trigger is not None and missed(trigger, last=last, now=now)
+
+
+def missed(trigger: BaseTrigger, *, last: datetime | None, now: datetime) -> bool:
+    """True when ``trigger`` had a fire time after ``last`` and at or before ``now``; False without a
+    ``last`` (nothing on record: nothing to catch up on)."""
     if last is None:
         return False
-    fire = next_fire(settings, after=last)
+    fire = next_fire_of(trigger, after=last)
     return fire is not None and fire <= now
 
 

@@ -15,18 +15,24 @@ schedule set is therefore live within a minute; a fire time that falls before th
 up (there was no schedule to miss).
 
 Coalescing and ``max_instances=1`` as for the Hub's own schedule: a missed fire time while the
-scheduler was busy runs once. Catch-up after the leader was down is not done per project (the
-Hub's own schedule has it): the next fire time takes the next checkpoint.
+scheduler was busy runs once. Catch-up after no Hub led (the service was down, or between one
+leader and the next), as the Hub's own schedule has (runtime/checkpoints/schedule.py): when the
+scheduler starts, a project whose cron had a fire time between its last scheduled run and now gets
+exactly one run at once, however many were missed. The memory is the jobs table (``last_run``: the
+newest ``fleet.checkpoint`` the scheduler submitted for the project; jobs are kept); a project
+never run by the scheduler has nothing to catch up on. Only at start: a schedule set or changed
+while the scheduler runs starts at its next fire time.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from runtime.checkpoints.records import CheckpointKind
+from runtime.checkpoints.schedule import missed
 from runtime.errors import HubError
 from runtime.machines.projects import ProjectStore
 
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
     # APScheduler is the leader's, with Proxmox configured (runtime/serve.py builds the scheduler then):
     # a ``serve`` without Proxmox never loads it.
     from apscheduler.schedulers.background import BackgroundScheduler  # pyright: ignore[reportMissingTypeStubs]
+    from apscheduler.triggers.cron import CronTrigger  # pyright: ignore[reportMissingTypeStubs]
 
 log = logging.getLogger(__name__)
 JOB_PREFIX = "project-checkpoint:"
@@ -42,6 +49,7 @@ SYNC_SECONDS = 60.0
 KIND = "fleet.checkpoint"
 
 Submit = Callable[[str, dict[str, object]], object]
+LastRun = Callable[[str], datetime | None]  # project -> when the scheduler last submitted its run
 
 
 def fleet_params(project: str) -> dict[str, object]:
@@ -56,16 +64,31 @@ def fleet_params(project: str) -> dict[str, object]:
 class ProjectSchedules:
     """Keeps one cron job per scheduled project on a scheduler; ``install`` is its SchedulerPart hook."""
 
-    def __init__(self, *, projects: ProjectStore, submit: Submit, sync_seconds: float = SYNC_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        projects: ProjectStore,
+        submit: Submit,
+        sync_seconds: float = SYNC_SECONDS,
+        last_run: LastRun | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.projects = projects
         self.submit = submit
         self.sync_seconds = sync_seconds
+        self.last_run = last_run  # None: no catch-up at start
+        self.clock = clock
         self._scheduler: BackgroundScheduler | None = None
         self._crons: dict[str, str] = {}  # project -> the cron its job was built from
+        self._starting = False
 
     def install(self, scheduler: BackgroundScheduler) -> None:
         self._scheduler = scheduler
-        self.sync()
+        self._starting = True
+        try:
+            self.sync()
+        finally:
+            self._starting = False
         scheduler.add_job(  # pyright: ignore[reportUnknownMemberType]
             self.sync, "interval", seconds=self.sync_seconds, id=SYNC_JOB_ID, coalesce=True, max_instances=1
         )
@@ -106,6 +129,21 @@ class ProjectSchedules:
             )
             self._crons[name] = cron
             log.info("project %s: scheduled fleet checkpoints at %r (UTC)", name, cron)
+            if self._starting and self._missed(name, trigger):
+                log.info("project %s: missed a scheduled checkpoint while no Hub led: run once now", name)
+                scheduler.add_job(  # pyright: ignore[reportUnknownMemberType]
+                    self._fire, args=(name,), id=f"{JOB_PREFIX}{name}-catch-up", replace_existing=True
+                )
+
+    def _missed(self, project: str, trigger: CronTrigger) -> bool:
+        if self.last_run is None:
+            return False
+        try:
+            last = self.last_run(project)
+        except HubError as exc:  # a database away: the next fire time takes the next run
+            log.warning("project %s: last scheduled run not read, no catch-up: %s", project, exc)
+            return False
+        return missed(trigger, last=last, now=self.clock())
 
     def scheduled(self) -> dict[str, str]:
         """Project -> cron of the jobs on the scheduler now."""

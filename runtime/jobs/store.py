@@ -115,6 +115,17 @@ class JobStore:
             rows = s.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset))
             return [j.to_public() for j in rows], int(s.scalar(count) or 0)
 
+    def last_submitted(self, kind: str, *, actor: str, param: tuple[str, str]) -> datetime | None:
+        """When the newest job of ``kind`` by ``actor`` whose params have ``param`` (key, text value)
+        was submitted; None if there is none. Jobs are kept, so this is the submitter's memory (the
+        projects' scheduler asks it whether a fire time was missed: runtime/fleet/schedules.py)."""
+        key, value = param
+        query = select(func.max(Job.created_at)).where(
+            Job.kind == kind, Job.actor == actor, Job.params[key].as_string() == value
+        )
+        with self.db.session() as s:
+            return s.scalar(query)
+
     def queued_ids(self, *, older_than: timedelta | None = None) -> list[str]:
         """Jobs still queued, oldest first (only those queued longer than ``older_than``, if given)."""
         query = select(Job.id).where(Job.state == JobState.QUEUED.value)

@@ -14,8 +14,9 @@ import time_machine
 
 from runtime import domains
 from runtime.checkpoints.schedule import CheckpointScheduler
-from runtime.fleet.schedules import ProjectSchedules
+from runtime.fleet.schedules import KIND, ProjectSchedules, fleet_params
 from runtime.jobs.queue import JobQueue
+from runtime.jobs.store import JobStore
 from runtime.machines.projects import ProjectStore
 from runtime.settings import Environment
 from tests.runtime.fleet import cluster
@@ -151,3 +152,81 @@ def test_the_service_runs_a_projects_schedule(fleet_env: HubEnv) -> None:
     assert job.result is not None
     assert sorted(r["vm_id"] for r in job.result["results"]) == sorted(cluster.BETA)
     assert "project beta: scheduled fleet checkpoints at '* * * * *'" in err
+
+
+def test_a_fire_time_missed_while_no_hub_led_is_caught_up_once_per_project(fleet_env: HubEnv) -> None:
+    """At start, each project whose cron fired since the scheduler last ran it gets one run at once,
+    however many fire times were missed; the memory is the jobs table, so a second start (the
+    catch-up's own job now on record) does not run it again. A project the scheduler never ran, or
+    ran after its last fire time, is left to its next fire time."""
+    db = fleet_env.services().ready_db()
+    store = ProjectStore(db)
+    for name in ("alpha", "beta", "gamma"):
+        store.create(name, checkpoint_schedule="0 0 * * *")
+    jobs = JobStore(db)
+    with time_machine.travel(MIDNIGHT - timedelta(days=2, minutes=-1)):  # alpha: two fire times ago
+        jobs.create(kind=KIND, params=fleet_params("alpha"), actor="scheduler")
+    with time_machine.travel(MIDNIGHT + timedelta(minutes=1)):  # beta: after the last fire time
+        jobs.create(kind=KIND, params=fleet_params("beta"), actor="scheduler")
+        jobs.create(kind=KIND, params=fleet_params("alpha"), actor="operator")  # not the scheduler's run
+
+    submitted = _Submitted()
+
+    def submit(kind: str, params: dict[str, object]) -> None:  # as the service does: a job row
+        jobs.create(kind=kind, params=dict(params), actor="scheduler")
+        submitted(kind, params)
+
+    def start() -> CheckpointScheduler:
+        projects = ProjectSchedules(
+            projects=store,
+            submit=submit,
+            last_run=lambda name: jobs.last_submitted(KIND, actor="scheduler", param=("project", name)),
+        )
+        services = fleet_env.services(environment=Environment.DEVELOPMENT)
+        scheduler = CheckpointScheduler(
+            settings=services.settings, db=services.db, vmid=100, job=lambda: None, parts=[projects]
+        )
+        scheduler.start()
+        return scheduler
+
+    with time_machine.travel(MIDNIGHT + timedelta(hours=2), tick=True):
+        scheduler = start()
+        try:
+            assert submitted.event.wait(timeout=20), "alpha's missed run was not caught up"
+            assert not threading.Event().wait(2)  # once, and for alpha only
+        finally:
+            scheduler.shutdown()
+        assert [params["project"] for _, params, _ in submitted.calls] == ["alpha"]
+        scheduler = start()  # a restart (or the next leader): the catch-up is on record now
+        try:
+            assert not threading.Event().wait(2)
+        finally:
+            scheduler.shutdown()
+    assert [params["project"] for _, params, _ in submitted.calls] == ["alpha"]
+
+
+def test_the_service_catches_up_a_projects_missed_run(fleet_env: HubEnv) -> None:
+    """The real `hubctl serve` wires the memory: a project whose daily run was last submitted two
+    days ago gets a fleet.checkpoint from the scheduler as the service starts, not at midnight."""
+    from tests.support.service import Service, free_port, make_token
+
+    db = fleet_env.services().ready_db()
+    ProjectStore(db).create("beta", checkpoint_schedule="0 0 * * *")
+    jobs = JobStore(db)
+    with time_machine.travel(datetime.now(UTC) - timedelta(days=2)):
+        old = jobs.create(kind=KIND, params=fleet_params("beta"), actor="scheduler")
+    svc = Service(env=fleet_env, port=free_port(), token=make_token(fleet_env, "tests"))
+    svc.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (
+            caught := [j for j in jobs.page(limit=100)[0] if j["kind"] == KIND and j["id"] != old["id"]]
+        ):
+            assert time.monotonic() < deadline, "no catch-up job"
+            time.sleep(0.3)
+    finally:
+        code, err = svc.stop()
+    assert code == 0, err
+    assert caught[0]["actor"] == "scheduler"
+    assert fleet_params("beta").items() <= caught[0]["params"].items()  # the queue adds the defaults
+    assert "project beta: missed a scheduled checkpoint while no Hub led" in err
