@@ -24,6 +24,7 @@ import logging
 import logging.handlers
 import queue
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ QUEUE_SIZE = 10_000
 # How long ending the process waits for room in a full queue to say "stop" to the writer: stderr is
 # being drained (the lines are written) or it is stuck (they are dropped, as while running).
 SHUTDOWN_WRITE_SECONDS = 10.0
+BATCH_SECONDS = 0.05  # how long the writer lets a burst gather: the most a line waits to be written
 
 access_log = logging.getLogger("hub.access")
 
@@ -111,17 +113,66 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
 
 
 class _Writer(logging.handlers.QueueListener):
-    """The writer thread. The standard listener asks it to stop with ``put_nowait``, which raised
-    ``queue.Full`` out of ``shutdown`` (at exit: a traceback, and the queued lines never written)
-    whenever the queue was full at the end, e.g. after a burst of requests."""
+    """The writer thread: formats queued records and writes them, a batch at a time.
 
-    def __init__(self, records: queue.Queue[logging.LogRecord | None], writer: logging.Handler) -> None:
+    It sleeps on the queue until a record comes (no wake-ups while the process is quiet), then lets
+    a burst gather for ``BATCH_SECONDS`` and writes all of it with one ``write`` and one flush. The
+    standard listener woke for every record and wrote each with its own flush: under load every
+    request's access line cost a thread wake-up and a GIL hand-over each way, ~0.3 ms of the
+    server's CPU per request (measured with benchmarks/api_latency.py's closed loop: 1.02-1.15 ms
+    per request against 0.84 batched and 0.78 with no access lines, same build, same minute).
+
+    Stopping does not use the standard ``put_nowait`` of a stop mark, which raised ``queue.Full`` out
+    of ``shutdown`` (at exit: a traceback, and the queued lines never written) whenever a burst had
+    filled the queue; it waits up to ``SHUTDOWN_WRITE_SECONDS`` for room, and for the writer."""
+
+    def __init__(
+        self, records: queue.Queue[logging.LogRecord | None], writer: logging.StreamHandler[TextIO]
+    ) -> None:
         super().__init__(records, writer)
         self._records = records
+        self._writer = writer
+        self._stopping = threading.Event()
+        self._thread_: threading.Thread | None = None
 
-    def enqueue_sentinel(self) -> None:
+    def start(self) -> None:
+        self._thread_ = threading.Thread(target=self._monitor, name="log-writer", daemon=True)
+        self._thread_.start()
+
+    def _monitor(self) -> None:
+        while True:
+            first = self._records.get()  # asleep until a line comes
+            self._stopping.wait(BATCH_SECONDS)  # let a burst gather (at once when stopping)
+            batch = [first]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < QUEUE_SIZE:
+                    batch.append(self._records.get_nowait())
+            lines: list[str] = []
+            stop = False
+            for record in batch:
+                if record is None:  # the stop mark: what came before it is written, nothing after
+                    stop = True
+                    break
+                try:
+                    lines.append(self._writer.format(record) + self._writer.terminator)
+                except Exception:  # one bad record must not take the others down
+                    self._writer.handleError(record)
+            if lines:
+                try:
+                    self._writer.stream.write("".join(lines))
+                    self._writer.flush()
+                except Exception:  # stderr closed or broken: these lines are lost, later ones may not be
+                    self._writer.handleError(logging.makeLogRecord({"msg": f"{len(lines)} log line(s) lost"}))
+            if stop:
+                return
+
+    def stop(self) -> None:
+        self._stopping.set()
         # None: the standard listener's stop mark (logging.handlers.QueueListener._sentinel).
         self._records.put(None, timeout=SHUTDOWN_WRITE_SECONDS)
+        thread, self._thread_ = self._thread_, None
+        if thread is not None:
+            thread.join(timeout=SHUTDOWN_WRITE_SECONDS)  # a stuck stderr: given up (a daemon thread)
 
 
 _listener: logging.handlers.QueueListener | None = None
