@@ -20,15 +20,14 @@ from typing import Any
 
 from runtime.checkpoints import naming
 from runtime.checkpoints.records import CheckpointStatus
+from tests.runtime.machines.helpers import wait_paused
 from tests.support.hubenv import HubEnv, hub_snapshots, one_line_error
 
 
 def frozen(env: HubEnv, *args: str, point: str) -> subprocess.Popen[str]:
     """``hubctl <args>`` stopped at the failpoint ``point`` (resume it with SIGCONT)."""
     proc = env.spawn(*args, HUB_FAILPOINT=f"{point}=pause")
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    assert f"failpoint {point} reached" in line, line + proc.communicate(timeout=60)[1]
+    wait_paused(proc, point)  # stopped for real: a SIGCONT before its SIGSTOP would be lost
     return proc
 
 
