@@ -26,6 +26,7 @@ from runtime.api.deps import (
     BUSY,
     ERRORS,
     NOT_FOUND,
+    UPSTREAM,
     Caller,
     Limit,
     Offset,
@@ -105,7 +106,7 @@ def show_checkpoint(_: Caller, services: ServicesDep, uuid: str) -> dict[str, An
 
 
 @router.post(
-    "/checkpoints", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=NOT_FOUND
+    "/checkpoints", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=UPSTREAM
 )
 def create_checkpoint(
     actor: Caller, services: ServicesDep, queue: QueueDep, body: CheckpointCreate, response: Response
@@ -161,7 +162,7 @@ def delete_checkpoint(
 
 
 @router.post(
-    "/checkpoints/prune", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=NOT_FOUND
+    "/checkpoints/prune", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=UPSTREAM
 )
 def prune(
     actor: Caller, services: ServicesDep, queue: QueueDep, body: PruneRequest, response: Response

@@ -137,7 +137,9 @@ async def vm_id_query(
 VmIdQuery = Annotated[int | None, Depends(vm_id_query)]
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": ErrorBody}}
-BUSY: dict[int | str, dict[str, Any]] = {**NOT_FOUND, 409: {"model": ErrorBody}, 502: {"model": ErrorBody}}
+# A route that asks Proxmox before answering (a VM lookup): 502 when Proxmox fails (errors.STATUS).
+UPSTREAM: dict[int | str, dict[str, Any]] = {**NOT_FOUND, 502: {"model": ErrorBody}}
+BUSY: dict[int | str, dict[str, Any]] = {**UPSTREAM, 409: {"model": ErrorBody}}
 
 
 T = TypeVar("T")

@@ -298,12 +298,12 @@ class CheckpointService:
     def protect(self, uuid: str, *, protected: bool = True) -> CheckpointRecord:
         """Exempt a checkpoint from retention (or lift that). Written to the snapshot's description
         too, so the protection survives a rollback of the Hub's own database."""
-        record = self.show(uuid)
-        if record.status is not CheckpointStatus.COMPLETED:
-            raise UsageError(
-                f"checkpoint {uuid} is {record.status}; only completed checkpoints can be protected"
-            )
+        record = self._completed(self.show(uuid), "can be protected")
+        failpoints.reached("checkpoint.protect.unlocked")
         with self.locks.hold(vm_lock_name(record.vm_id), wait=self.settings.lock_wait_seconds):
+            # Read again: a delete or prune that held the lock may have removed the snapshot, a
+            # blessing may have changed the description this rewrites.
+            record = self._completed(self.show(uuid), "can be protected")
             vm = self.vms.locate(record.vm_id)
             self._write_description(vm, record, protected=protected, blessed_at=record.blessed_at)
             with self.db.session() as s:
@@ -349,10 +349,15 @@ class CheckpointService:
         record = self.show(uuid)
         if record.blessed_at is not None:
             return record
-        if record.status is not CheckpointStatus.COMPLETED:
-            raise UsageError(f"checkpoint {uuid} is {record.status}; only completed checkpoints are blessed")
+        self._completed(record, "are blessed")
+        failpoints.reached("checkpoint.bless.unlocked")
         wait = self.settings.lock_wait_seconds if lock_wait is None else lock_wait
         with self.locks.hold(vm_lock_name(record.vm_id), wait=wait):
+            # Read again, as protect does: the description carries the protection as it is now.
+            record = self.show(uuid)
+            if record.blessed_at is not None:
+                return record
+            self._completed(record, "are blessed")
             vm = self.vms.locate(record.vm_id)
             self._write_description(vm, record, protected=record.protected, blessed_at=at)
             with self.db.session() as s:
@@ -393,9 +398,14 @@ class CheckpointService:
         record = self.show(uuid)
         if record.status is CheckpointStatus.DELETED:
             return record
-        if record.protected:
-            raise UsageError(f"checkpoint {uuid} is protected; unprotect it before deleting")
+        _refuse_protected(record)
+        failpoints.reached("checkpoint.delete.unlocked")
         with self.locks.hold(vm_lock_name(record.vm_id), wait=self.settings.lock_wait_seconds):
+            # Read again: it may have been protected (or deleted) while this waited for the lock.
+            record = self.show(uuid)
+            if record.status is CheckpointStatus.DELETED:
+                return record
+            _refuse_protected(record)
             return self._delete_locked(record, why="requested by operator")
 
     def _delete_locked(self, record: CheckpointRecord, *, why: str) -> CheckpointRecord:
@@ -530,6 +540,18 @@ class CheckpointService:
     def show(self, uuid: str) -> CheckpointRecord:
         return CheckpointQueries(self.db).show(uuid)
 
+    @staticmethod
+    def _completed(record: CheckpointRecord, what: str) -> CheckpointRecord:
+        """The record, if it is completed: only a completed checkpoint has a snapshot to describe.
+
+        A change to one checkpoint calls this twice: before the VM's lock (refuse at once, without
+        waiting), and again on a fresh read under it (what was read before may be stale by then)."""
+        if record.status is not CheckpointStatus.COMPLETED:
+            raise UsageError(
+                f"checkpoint {record.uuid} is {record.status}; only completed checkpoints {what}"
+            )
+        return record
+
     # ---------------------------------------------------------------- helpers
 
     def _set(self, uuid: str, **values: Any) -> None:
@@ -540,6 +562,11 @@ class CheckpointService:
 
     def _find(self, vm: VmRef, name: str) -> Snapshot | None:
         return self.proxmox.get_snapshot(vm.node, vm.vmid, name)
+
+
+def _refuse_protected(record: CheckpointRecord) -> None:
+    if record.protected:
+        raise UsageError(f"checkpoint {record.uuid} is protected; unprotect it before deleting")
 
 
 def _project_policy(session: Session, vmid: int) -> RetentionPolicy | None:

@@ -394,8 +394,17 @@ class MachineService:
                     details={"vm_id": None},
                 )
             raise UsageError(f"machine {record.name} has no VM yet")
-        with self.locks.hold(vm_lock_name(record.vm_id), wait=self.settings.lock_wait_seconds):
-            resource = self._resource(record.vm_id)
+        vm_id = record.vm_id
+        failpoints.reached(f"machine.{action}.unlocked")
+        with self.locks.hold(vm_lock_name(vm_id), wait=self.settings.lock_wait_seconds):
+            # Read again: a destroy that held the lock may have finished while this waited; its VM
+            # is gone then, and that is not a machine gone 'missing'.
+            record = self.show(record.uuid)
+            if record.status is MachineStatus.DESTROYED:
+                if action == "destroy":
+                    return record
+                raise UsageError(f"machine {record.name} is destroyed")
+            resource = self._resource(vm_id)
             if resource is None:
                 if action == "destroy":
                     return self._update(
