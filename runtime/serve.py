@@ -334,7 +334,8 @@ def _migrate(db: Database) -> tuple[str | None, str]:
     if db.engine.dialect.name != "postgresql":
         return db.upgrade()
     from sqlalchemy import text
-    from sqlalchemy.exc import OperationalError
+
+    from runtime.db.session import UNAVAILABLE, reason
 
     try:
         with db.engine.connect() as conn:
@@ -343,8 +344,8 @@ def _migrate(db: Database) -> tuple[str | None, str]:
                 return db.upgrade()
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-    except OperationalError as exc:
-        raise DatabaseError(f"cannot migrate: {str(exc.orig).splitlines()[0]}") from None
+    except UNAVAILABLE as exc:
+        raise DatabaseError(f"cannot migrate: {reason(exc)}") from None
 
 
 def _logged(message: str) -> None:

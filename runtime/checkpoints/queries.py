@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Executable, Select, String, bindparam, func, select, type_coerce
-from sqlalchemy.exc import OperationalError
 
 from runtime.checkpoints.records import CheckpointKind, CheckpointRecord, CheckpointStatus, iso
 from runtime.db import Checkpoint, Database
+from runtime.db.session import UNAVAILABLE, reason
 from runtime.errors import DatabaseError, NotFoundError, UsageError
 
 MIN_PREFIX = 4  # as git and docker: shorter prefixes match too much to be meant
@@ -128,8 +128,8 @@ class CheckpointQueries:
             with self.db.engine.begin() as conn:
                 total = int(conn.execute(count, values).scalar() or 0)
                 rows = conn.execute(query, values).all()
-        except OperationalError as exc:
-            raise DatabaseError(f"database error: {str(exc.orig).strip()[:300]}") from None
+        except UNAVAILABLE as exc:
+            raise DatabaseError(f"database error: {reason(exc)}") from None
         public = _public_sqlite if sqlite else _public
         return [public(*row) for row in rows], total
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from runtime.errors import DatabaseError, SettingsError
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The database cannot serve now (unreachable, restarting, or every pooled connection busy for the
+# pool's timeout): a DatabaseError (503 at the API, retried by outcome writes), never an unhandled 500.
+UNAVAILABLE = (OperationalError, PoolTimeoutError)
 VERSION_TABLE = "alembic_version"  # Alembic's default; env.py does not change it
 # `revision = "0002"` / `down_revision = "0001"` (or None): how Alembic's template writes them.
 _REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
@@ -62,8 +66,8 @@ class Database:
         try:
             with self._factory.begin() as session:
                 yield session
-        except OperationalError as exc:
-            raise DatabaseError(f"database error ({_safe_url(self.url)}): {_first_line(exc.orig)}") from None
+        except UNAVAILABLE as exc:
+            raise DatabaseError(f"database error ({_safe_url(self.url)}): {reason(exc)}") from None
 
     def alembic_config(self) -> Config:
         from alembic.config import Config
@@ -88,8 +92,8 @@ class Database:
 
         try:
             command.upgrade(self.alembic_config(), "head")
-        except OperationalError as exc:
-            raise DatabaseError(f"cannot migrate {_safe_url(self.url)}: {_first_line(exc.orig)}") from None
+        except UNAVAILABLE as exc:
+            raise DatabaseError(f"cannot migrate {_safe_url(self.url)}: {reason(exc)}") from None
         return before, self.head_revision()
 
     def current_revision(self) -> str | None:
@@ -104,8 +108,8 @@ class Database:
                 from alembic.runtime.migration import MigrationContext  # its error for several heads
 
                 return MigrationContext.configure(conn).get_current_revision()
-        except OperationalError as exc:
-            raise DatabaseError(f"cannot reach {_safe_url(self.url)}: {_first_line(exc.orig)}") from None
+        except UNAVAILABLE as exc:
+            raise DatabaseError(f"cannot reach {_safe_url(self.url)}: {reason(exc)}") from None
 
     def head_revision(self) -> str:
         """The newest migration of the code: read from the versions folder, Alembic if that is unsure."""
@@ -209,6 +213,11 @@ def _safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<database url>"
+
+
+def reason(exc: SQLAlchemyError) -> str:
+    """The driver's own message when there is one (the DBAPI error), else SQLAlchemy's (the pool's)."""
+    return _first_line(exc.orig if isinstance(exc, DBAPIError) else exc)
 
 
 def _first_line(exc: object) -> str:

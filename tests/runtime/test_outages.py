@@ -91,3 +91,28 @@ def test_redis_restarted_while_a_checkpoint_holds_the_vm_lock(
         health = json.loads(env.run("health", "--json").stdout)
         redis_check = next(c for c in health["checks"] if c["name"] == "redis")
         assert redis_check["status"] == "healthy", redis_check
+
+
+def test_every_pooled_connection_busy_is_a_database_error_not_a_crash(sqlite_url: str) -> None:
+    """A pool with no connection free for its timeout (SQLAlchemy's TimeoutError, not an
+    OperationalError) is the database unable to serve now: a DatabaseError (503 at the API, retried
+    by outcome writes), through a session and through the list's Core read alike."""
+    from sqlalchemy import text
+    from sqlalchemy.pool import QueuePool
+
+    from runtime.checkpoints.queries import CheckpointQueries
+    from runtime.db import Database
+    from runtime.errors import DatabaseError
+
+    db = Database(sqlite_url)
+    db.upgrade()
+    # One connection, given up on after 0.1 s (the default pool waits 30 s for one of 15).
+    db.engine.pool = QueuePool(db.engine.pool._creator, pool_size=1, max_overflow=0, timeout=0.1)  # pyright: ignore[reportPrivateUsage]
+    with db.engine.connect() as held:
+        held.execute(text("SELECT 1"))
+        with pytest.raises(DatabaseError, match="QueuePool limit"), db.session() as s:
+            s.execute(text("SELECT 1"))
+        with pytest.raises(DatabaseError, match="QueuePool limit"):
+            CheckpointQueries(db).page_public(limit=50, offset=0)
+    with db.session() as s:  # freed: served again
+        assert s.execute(text("SELECT 1")).scalar() == 1
