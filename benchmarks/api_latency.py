@@ -477,6 +477,33 @@ def rss_only(*, runs: int, write: Path | None) -> int:
     return 0
 
 
+def _database_for(tree: Path, database_url: str, path: Path) -> str:
+    """A copy of the benchmark's database at the schema of ``tree``'s code: the same rows and token,
+    migrated down (by today's migrations, which know every later step) to the newest revision the
+    older code has; that code refuses a database ahead of it."""
+    import sqlite3
+
+    from alembic import command
+
+    from runtime.db import Database
+    from runtime.db.session import read_head_revision
+
+    source = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    target = sqlite3.connect(path)
+    with target:
+        source.backup(target)
+    source.close()
+    target.close()
+    url = f"sqlite:///{path}"
+    head = read_head_revision(tree / "runtime" / "db" / "migrations" / "versions")
+    if head is None:
+        raise SystemExit(f"{tree}: cannot read the migrations' head")
+    db = Database(url)
+    command.downgrade(db.alembic_config(), head)
+    db.engine.dispose()
+    return url
+
+
 def _extract(commit: str, into: Path) -> Path:
     into.mkdir()
     archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
@@ -539,11 +566,12 @@ def main(argv: list[str] | None = None) -> int:
         keys = ["bare", "hub"]
         if args.before:
             old = _extract(args.before, root / "before")
+            before_url = _database_for(old, database_url, root / "before.db")
             servers.append(
                 Server(
                     f"`hubctl serve` at {args.before}",
                     [python, "-m", "runtime", "serve", "--host", "127.0.0.1"],
-                    {**env, "PYTHONPATH": str(old)},
+                    {**env, "HUB_DATABASE_URL": before_url, "PYTHONPATH": str(old)},
                     root / "before.log",
                     cwd=old,
                 )
