@@ -36,7 +36,6 @@ import datetime as dt
 import http.client
 import os
 import platform
-import signal
 import ssl
 import statistics
 import subprocess
@@ -60,7 +59,7 @@ from tests.deploy.nginx_harness import (
     free_port,
     make_self_signed,
 )
-from tests.deploy.upstream import HUBCTL, create_token, hub_env, hubctl
+from tests.deploy.upstream import HUBCTL, create_token, healthy, hub_env, hubctl, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = 1000
@@ -274,15 +273,8 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-            try:
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            finally:
-                conn.close()
+            if healthy(self.port):
+                return
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.name} not healthy after {timeout} s; see {self.log}")
@@ -293,15 +285,7 @@ class Server:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self.process = None
 
 

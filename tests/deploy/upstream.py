@@ -46,6 +46,30 @@ def create_token(*, database_url: str, name: str) -> str:
     return token
 
 
+def healthy(port: int) -> bool:
+    """``GET /healthz`` on loopback answers 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL after 20 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 @dataclass
 class HubServer:
     """``hubctl serve --host 127.0.0.1 --port <port>`` with its output in ``log``."""
@@ -68,32 +92,14 @@ class HubServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise HarnessError(f"hubctl serve exited with {self.process.returncode}:\n{self.tail()}")
-            if self._healthy():
+            if healthy(self.port):
                 return
             time.sleep(0.1)
         self.stop()
         raise HarnessError(f"hubctl serve not healthy after {timeout} s:\n{self.tail()}")
 
-    def _healthy(self) -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-        try:
-            conn.request("GET", "/healthz")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
-
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self.process = None
 
     def tail(self, lines: int = 40) -> str:
