@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError as DriverDatabaseError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,9 +32,12 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-# The database cannot serve now (unreachable, restarting, or every pooled connection busy for the
-# pool's timeout): a DatabaseError (503 at the API, retried by outcome writes), never an unhandled 500.
-UNAVAILABLE = (OperationalError, PoolTimeoutError)
+# The database cannot serve (unreachable, restarting, every pooled connection busy for the pool's
+# timeout, or the file is not a database at all): a DatabaseError (one line and exit 1 in the CLI,
+# 503 at the API, retried by outcome writes), never a traceback or an unhandled 500. The driver's
+# DatabaseError is the base of OperationalError, ProgrammingError and the rest; IntegrityError is
+# not in this family: the stores catch it (a name taken, a lease row raced) and decide.
+UNAVAILABLE = (DriverDatabaseError, PoolTimeoutError)
 VERSION_TABLE = "alembic_version"  # Alembic's default; env.py does not change it
 # `revision = "0002"` / `down_revision = "0001"` (or None): how Alembic's template writes them.
 _REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
@@ -47,6 +51,8 @@ class Database:
         try:
             self.engine: Engine = _make_engine(url)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
+            raise SettingsError("HUB_DATABASE_URL", f"cannot use {_safe_url(url)}: {exc}") from None
+        except OSError as exc:  # the SQLite file's folder cannot be made (a file in the way, a read-only fs)
             raise SettingsError("HUB_DATABASE_URL", f"cannot use {_safe_url(url)}: {exc}") from None
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         self._ready = False
@@ -66,6 +72,8 @@ class Database:
         try:
             with self._factory.begin() as session:
                 yield session
+        except IntegrityError:
+            raise
         except UNAVAILABLE as exc:
             raise DatabaseError(f"database error ({_safe_url(self.url)}): {reason(exc)}") from None
 

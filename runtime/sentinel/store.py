@@ -18,7 +18,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import DatabaseError as DriverDatabaseError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from runtime.errors import SettingsError
+from runtime.sentinel.errors import SentinelError
 from runtime.sentinel.records import Event, SentinelState, Step
 
 metadata = sa.MetaData()
@@ -111,24 +116,51 @@ class Run:
         }
 
 
+# The store cannot serve (the file is not a database, the disk is full, another process holds the
+# write lock past the driver's timeout): one line and exit 1, as the Hub's own database errors are
+# (runtime/db/session.py), never a traceback. Not imported from there: that module loads the ORM,
+# which the sentinel does without.
+_UNAVAILABLE = (DriverDatabaseError, PoolTimeoutError)
+
+
+def _unusable(exc: Exception) -> SentinelError:
+    cause = getattr(exc, "orig", None) or exc
+    line = (str(cause).strip().splitlines() or ["unknown error"])[0][:300]
+    return SentinelError(f"sentinel database: {line}")
+
+
 class SentinelStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        try:
+            metadata.create_all(engine)
+        except _UNAVAILABLE as exc:
+            raise _unusable(exc) from None
 
     @classmethod
     def open(cls, url: str) -> SentinelStore:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return cls(sa.create_engine(url, future=True))
+            folder = Path(url.removeprefix("sqlite:///")).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SettingsError("HUB_DATABASE_URL", f"cannot create {folder}: {exc.strerror}") from None
+        try:
+            engine = sa.create_engine(url, future=True)
+        except (ArgumentError, ValueError, ImportError) as exc:
+            raise SettingsError("HUB_DATABASE_URL", f"cannot use it: {exc}") from None
+        return cls(engine)
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def _tx(self) -> Generator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise _unusable(exc) from None
 
     # ----------------------------------------------------------------- identity
 

@@ -65,3 +65,27 @@ def test_a_settings_file_that_cannot_be_read_is_one_line(
     assert result.returncode == 2, result.stderr[-500:]
     line = one_line_error(result.stderr)
     assert "HUB_CONFIG_FILE" in line and fragment in line
+
+
+@pytest.mark.parametrize("command", [("checkpoint", "list"), ("db", "upgrade"), ("sentinel", "status")])
+def test_a_database_url_that_is_not_a_database_is_one_line(
+    sqlite_hubenv: HubEnv, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A file that is not an SQLite database (the driver's DatabaseError, not an OperationalError):
+    one line and exit 1 from the Hub's commands and the sentinel's alike (they have a store each)."""
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a database, but the path someone typed\n" * 200)
+    result = sqlite_hubenv.run(*command, HUB_DATABASE_URL=f"sqlite:///{junk}")
+    assert result.returncode == 1, result.stderr
+    assert "file is not a database" in one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize("command", [("checkpoint", "list"), ("sentinel", "status")])
+def test_a_database_folder_that_cannot_be_made_is_one_line(
+    sqlite_hubenv: HubEnv, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    result = sqlite_hubenv.run(*command, HUB_DATABASE_URL=f"sqlite:///{in_the_way}/hub/hub.db")
+    assert result.returncode == 2, result.stderr
+    assert "HUB_DATABASE_URL" in one_line_error(result.stderr)
