@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from runtime.errors import LockBackendError, LockBusyError
+from runtime.errors import LockBackendError, LockBusyError, SettingsError
 from runtime.settings import Settings
 
 
@@ -73,12 +73,14 @@ class FileLocks:
         # ``serve`` never take one.
         import filelock
 
-        self.directory.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(str(self.directory / f"{name}.lock"))
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
             lock.acquire(timeout=wait)
         except filelock.Timeout:
             raise LockBusyError(busy_message(name, wait)) from None
+        except OSError as exc:  # a file in the way, no permission, a read-only file system
+            raise SettingsError("HUB_LOCK_DIR", f"cannot lock in {self.directory}: {exc.strerror}") from None
         try:
             yield
         finally:

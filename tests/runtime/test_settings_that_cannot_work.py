@@ -89,3 +89,12 @@ def test_a_database_folder_that_cannot_be_made_is_one_line(
     result = sqlite_hubenv.run(*command, HUB_DATABASE_URL=f"sqlite:///{in_the_way}/hub/hub.db")
     assert result.returncode == 2, result.stderr
     assert "HUB_DATABASE_URL" in one_line_error(result.stderr)
+
+
+def test_a_lock_folder_that_cannot_be_used_is_one_line(sqlite_hubenv: HubEnv, tmp_path: Path) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    result = sqlite_hubenv.run("checkpoint", "create", HUB_LOCK_DIR=str(in_the_way))
+    assert result.returncode == 2, result.stderr
+    assert "HUB_LOCK_DIR" in one_line_error(result.stderr)
+    assert sqlite_hubenv.run("checkpoint", "list", "--json").stdout.count('"uuid"') == 0  # nothing marked
