@@ -112,34 +112,32 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             self.dropped += 1
 
 
-class _Writer(logging.handlers.QueueListener):
+class _Writer:
     """The writer thread: formats queued records and writes them, a batch at a time.
 
     It sleeps on the queue until a record comes (no wake-ups while the process is quiet), then lets
     a burst gather for ``BATCH_SECONDS`` and writes all of it with one ``write`` and one flush. The
-    standard listener woke for every record and wrote each with its own flush: under load every
-    request's access line cost a thread wake-up and a GIL hand-over each way, ~0.3 ms of the
+    standard ``QueueListener`` woke for every record and wrote each with its own flush: under load
+    every request's access line cost a thread wake-up and a GIL hand-over each way, ~0.3 ms of the
     server's CPU per request (measured with benchmarks/api_latency.py's closed loop: 1.02-1.15 ms
     per request against 0.84 batched and 0.78 with no access lines, same build, same minute).
 
-    Stopping does not use the standard ``put_nowait`` of a stop mark, which raised ``queue.Full`` out
-    of ``shutdown`` (at exit: a traceback, and the queued lines never written) whenever a burst had
-    filled the queue; it waits up to ``SHUTDOWN_WRITE_SECONDS`` for room, and for the writer."""
+    Stopping waits up to ``SHUTDOWN_WRITE_SECONDS`` for room for its stop mark, and for the writer;
+    the standard listener's ``put_nowait`` of its mark raised ``queue.Full`` out of ``shutdown`` (at
+    exit: a traceback, and the queued lines never written) whenever a burst had filled the queue."""
 
     def __init__(
         self, records: queue.Queue[logging.LogRecord | None], writer: logging.StreamHandler[TextIO]
     ) -> None:
-        super().__init__(records, writer)
         self._records = records
         self._writer = writer
         self._stopping = threading.Event()
-        self._thread_: threading.Thread | None = None
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
 
     def start(self) -> None:
-        self._thread_ = threading.Thread(target=self._monitor, name="log-writer", daemon=True)
-        self._thread_.start()
+        self._thread.start()
 
-    def _monitor(self) -> None:
+    def _run(self) -> None:
         while True:
             first = self._records.get()  # asleep until a line comes
             self._stopping.wait(BATCH_SECONDS)  # let a burst gather (at once when stopping)
@@ -167,15 +165,13 @@ class _Writer(logging.handlers.QueueListener):
                 return
 
     def stop(self) -> None:
+        """Raises ``queue.Full`` when no room came for the stop mark (stderr stuck)."""
         self._stopping.set()
-        # None: the standard listener's stop mark (logging.handlers.QueueListener._sentinel).
         self._records.put(None, timeout=SHUTDOWN_WRITE_SECONDS)
-        thread, self._thread_ = self._thread_, None
-        if thread is not None:
-            thread.join(timeout=SHUTDOWN_WRITE_SECONDS)  # a stuck stderr: given up (a daemon thread)
+        self._thread.join(timeout=SHUTDOWN_WRITE_SECONDS)  # a stuck stderr: given up (a daemon thread)
 
 
-_listener: logging.handlers.QueueListener | None = None
+_listener: _Writer | None = None
 
 
 def configure(level: str, *, stream: TextIO | None = None, as_json: bool | None = None) -> bool:
