@@ -50,9 +50,8 @@ class Database:
         self.url = url
         try:
             self.engine: Engine = _make_engine(url)
-        except (SQLAlchemyError, ValueError, ImportError) as exc:
-            raise SettingsError("HUB_DATABASE_URL", f"cannot use {_safe_url(url)}: {exc}") from None
-        except OSError as exc:  # the SQLite file's folder cannot be made (a file in the way, a read-only fs)
+        # OSError: the SQLite file's folder cannot be made (a file in the way, a read-only file system).
+        except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
             raise SettingsError("HUB_DATABASE_URL", f"cannot use {_safe_url(url)}: {exc}") from None
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         self._ready = False
