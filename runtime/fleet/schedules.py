@@ -80,21 +80,19 @@ class ProjectSchedules:
         self.clock = clock
         self._scheduler: BackgroundScheduler | None = None
         self._crons: dict[str, str] = {}  # project -> the cron its job was built from
-        self._starting = False
 
     def install(self, scheduler: BackgroundScheduler) -> None:
         self._scheduler = scheduler
-        self._starting = True
-        try:
-            self.sync()
-        finally:
-            self._starting = False
+        self.sync(catch_up=True)
         scheduler.add_job(  # pyright: ignore[reportUnknownMemberType]
             self.sync, "interval", seconds=self.sync_seconds, id=SYNC_JOB_ID, coalesce=True, max_instances=1
         )
 
-    def sync(self) -> None:
-        """Match the scheduler's jobs to the projects table. A database away keeps the jobs it has."""
+    def sync(self, *, catch_up: bool = False) -> None:
+        """Match the scheduler's jobs to the projects table. A database away keeps the jobs it has.
+
+        ``catch_up`` (the first sync, as the scheduler starts): a project whose job is added and
+        whose cron fired since its last run gets one run now."""
         scheduler = self._scheduler
         if scheduler is None:
             return
@@ -129,7 +127,7 @@ class ProjectSchedules:
             )
             self._crons[name] = cron
             log.info("project %s: scheduled fleet checkpoints at %r (UTC)", name, cron)
-            if self._starting and self._missed(name, trigger):
+            if catch_up and self._missed(name, trigger):
                 log.info("project %s: missed a scheduled checkpoint while no Hub led: run once now", name)
                 scheduler.add_job(  # pyright: ignore[reportUnknownMemberType]
                     self._fire, args=(name,), id=f"{JOB_PREFIX}{name}-catch-up", replace_existing=True
