@@ -90,6 +90,17 @@ class Result:
         return self.statuses.get(200, 0)
 
 
+def seeded_database(root: Path) -> str:
+    """``root/hub.db`` migrated by ``hubctl db upgrade`` and seeded with ROWS checkpoints; its URL.
+    A failed upgrade ends the benchmark with hubctl's own message (exit 1)."""
+    database_url = f"sqlite:///{root / 'hub.db'}"
+    upgraded = hubctl("db", "upgrade", database_url=database_url)
+    if upgraded.returncode != 0:
+        raise SystemExit(upgraded.stderr.strip() or f"hubctl db upgrade exited {upgraded.returncode}")
+    seed_rows(database_url, ROWS)
+    return database_url
+
+
 def seed_rows(database_url: str, rows: int) -> None:
     db = Database(database_url)
     now = dt.datetime.now(dt.UTC)
@@ -402,12 +413,7 @@ def rss_only(*, runs: int, write: Path | None) -> int:
     samples: dict[str, list[float]] = {"bare": [], "hub": []}
     with tempfile.TemporaryDirectory(prefix="hub-bench-rss-") as tmp:
         root = Path(tmp)
-        database_url = f"sqlite:///{root / 'hub.db'}"
-        upgraded = hubctl("db", "upgrade", database_url=database_url)
-        if upgraded.returncode != 0:
-            print(upgraded.stderr, file=sys.stderr)
-            return 1
-        seed_rows(database_url, ROWS)
+        database_url = seeded_database(root)
         env = hub_env(database_url)
         python = str(REPO / ".venv" / "bin" / "python")
         bare_cmd = [python, "-m", "benchmarks.bare_api"]
@@ -533,12 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     measured: dict[str, Measured] = {}
     with tempfile.TemporaryDirectory(prefix="hub-bench-api-") as tmp:
         root = Path(tmp)
-        database_url = f"sqlite:///{root / 'hub.db'}"
-        upgraded = hubctl("db", "upgrade", database_url=database_url)
-        if upgraded.returncode != 0:
-            print(upgraded.stderr, file=sys.stderr)
-            return 1
-        seed_rows(database_url, ROWS)
+        database_url = seeded_database(root)
         token = create_token(database_url=database_url, name="bench")
         auth = {"Authorization": f"Bearer {token}"}
         env = hub_env(database_url)
